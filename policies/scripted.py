@@ -1,0 +1,191 @@
+"""Scripted experts: robosuite tasks by OSC pose waypoints, Meta-World by its own scripted policies.
+
+They read privileged state (obs["object"], obs["proprio"]) so they can run in the main process of a
+parallel rollout while the simulators live in worker processes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from embodied.errors import EmbodiedError
+
+
+def _yaw_from_xyzw(q: np.ndarray) -> float:
+    x, y, z, w = q
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _wrap(a: float, period: float) -> float:
+    """Wrap an angle difference into [-period/2, period/2)."""
+    return (a + period / 2) % period - period / 2
+
+
+class ScriptedExpert:
+    """Base: `act(obs, subgoal=None) -> action`, `reset()`; optional Gaussian action noise."""
+
+    def __init__(self, noise: float = 0.0, seed: int | None = None):
+        self.noise = float(noise)
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase, self.count = 0, 0
+
+    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+        action = np.asarray(self._act(obs), np.float64)
+        if self.noise > 0:
+            action[:-1] += self.rng.normal(0, self.noise, action.shape[0] - 1)
+        return np.clip(action, -1, 1).astype(np.float32)
+
+    def _next(self, done: bool) -> None:
+        if done:
+            self.phase += 1
+            self.count = 0
+        else:
+            self.count += 1
+
+
+class RobosuiteExpert(ScriptedExpert):
+    """Waypoint state machine over OSC deltas: 1.0 action = 5 cm (position), 0.5 rad (rotation)."""
+
+    gain, rot_gain, tol = 10.0, 2.0, 0.012
+
+    def _move(self, eef, target, yaw_err=0.0, grip=-1.0) -> np.ndarray:
+        a = np.zeros(7)
+        a[:3] = np.clip(self.gain * (target - eef), -1, 1)
+        a[5] = np.clip(self.rot_gain * yaw_err, -1, 1)
+        a[6] = grip
+        return a
+
+    def _yaw_err(self, obs, target_yaw: float, period: float = np.pi / 2) -> float:
+        eef_yaw = _yaw_from_xyzw(obs["proprio"][3:7])
+        return _wrap(target_yaw - eef_yaw, period)
+
+    def pick_and_place(self, obs, grasp, yaw, lift_z, place=None, place_z=None, yaw_period=np.pi / 2,
+                       hover=0.08, grasp_dz=0.0, close_steps=12, carry_offset=None) -> np.ndarray:
+        eef = obs["proprio"][:3]
+        yerr = self._yaw_err(obs, yaw, yaw_period)
+        above = grasp + [0, 0, hover]
+        p = self.phase
+        if p == 0:  # hover above the grasp point, aligning the gripper with the object
+            a = self._move(eef, above, yerr)
+            self._next(np.linalg.norm(eef - above) < self.tol and abs(yerr) < 0.05 or self.count > 80)
+        elif p == 1:  # descend
+            tgt = grasp + [0, 0, grasp_dz]
+            a = self._move(eef, tgt, yerr)
+            self._next(np.linalg.norm(eef - tgt) < 0.008 or self.count > 40)
+        elif p == 2:  # close
+            a = self._move(eef, grasp + [0, 0, grasp_dz], 0.0, grip=1.0)
+            self._next(self.count >= close_steps)
+        elif p == 3:  # lift
+            tgt = np.array([eef[0], eef[1], lift_z])
+            a = self._move(eef, tgt, 0.0, grip=1.0)
+            self._next(abs(eef[2] - lift_z) < 0.015 or self.count > 60)
+        elif place is None:
+            a = self._move(eef, np.array([eef[0], eef[1], lift_z]), 0.0, grip=1.0)
+        elif p == 4:  # carry over the target
+            off = np.zeros(3) if carry_offset is None else carry_offset
+            tgt = np.array([place[0], place[1], lift_z]) + [off[0], off[1], 0]
+            a = self._move(eef, tgt, yerr if carry_offset is not None else 0.0, grip=1.0)
+            self._next(np.linalg.norm((eef - tgt)[:2]) < 0.008 or self.count > 100)
+        elif p == 5:  # lower onto it
+            off = np.zeros(3) if carry_offset is None else carry_offset
+            tgt = np.array([place[0] + off[0], place[1] + off[1], place_z])
+            a = self._move(eef, tgt, 0.0, grip=1.0)
+            self._next(abs(eef[2] - place_z) < 0.01 or self.count > 60)
+        elif p == 6:  # release
+            a = self._move(eef, eef, 0.0, grip=-1.0)
+            self._next(self.count >= 8)
+        else:  # retreat upward, gripper open
+            a = self._move(eef, np.array([eef[0], eef[1], lift_z + 0.05]), 0.0, grip=-1.0)
+        return a
+
+
+class LiftExpert(RobosuiteExpert):
+    def _act(self, obs):
+        o = obs["object"]
+        cube, yaw = o[0:3], _yaw_from_xyzw(o[3:7])
+        if self.phase == 0:
+            self.lift_z = cube[2] + 0.12  # the cube rises with the gripper: fix the height from its rest pose
+        return self.pick_and_place(obs, cube, yaw, lift_z=self.lift_z)
+
+
+class StackExpert(RobosuiteExpert):
+    def _act(self, obs):
+        o = obs["object"]
+        a_pos, a_yaw, b_pos = o[0:3], _yaw_from_xyzw(o[3:7]), o[7:10]
+        b_yaw = _yaw_from_xyzw(o[10:14])
+        lift_z = b_pos[2] + 0.12
+        place_z = b_pos[2] + 0.025 + 0.02 + 0.012
+        return self.pick_and_place(obs, a_pos, a_yaw if self.phase < 4 else b_yaw, lift_z, b_pos, place_z)
+
+
+class PickPlaceCanExpert(RobosuiteExpert):
+    def _act(self, obs):
+        o = obs["object"]
+        can, target = o[0:3], o[7:10]
+        eef_yaw = _yaw_from_xyzw(obs["proprio"][3:7])
+        # A can is round: keep the current yaw.
+        return self.pick_and_place(obs, can, eef_yaw, lift_z=target[2] + 0.25, place=target,
+                                   place_z=target[2] + 0.12, grasp_dz=0.0)
+
+
+class NutAssemblySquareExpert(RobosuiteExpert):
+    def _act(self, obs):
+        o = obs["object"]
+        nut, nut_yaw, handle, peg = o[0:3], _yaw_from_xyzw(o[3:7]), o[7:10], o[10:13]
+        if self.phase < 4:
+            self._offset = handle - nut
+        # Grasp the handle across its long axis; carry so that the nut's centre lands on the peg.
+        return self.pick_and_place(obs, handle, nut_yaw + np.pi / 2, lift_z=peg[2] + 0.2, place=peg,
+                                   place_z=peg[2] + 0.04, yaw_period=np.pi, carry_offset=self._offset)
+
+    def reset(self):
+        super().reset()
+        self._offset = np.zeros(3)
+
+
+class DoorExpert(RobosuiteExpert):
+    def _act(self, obs):
+        eef = obs["proprio"][:3]
+        o = obs["object"]
+        handle, hinge, latch = o[0:3], o[3], o[4]
+        p = self.phase
+        if p == 0:  # in front of the handle's far end
+            tgt = handle + [0, 0, 0.03]
+            a = self._move(eef, tgt)
+            self._next(np.linalg.norm(eef - tgt) < self.tol or self.count > 80)
+        elif p == 1:  # press the lever down
+            tgt = handle + [0, 0, -0.06]
+            a = self._move(eef, tgt, grip=1.0)
+            self._next(latch > 1.2 or self.count > 40)
+        else:  # pull the door towards the robot along the hinge arc
+            tgt = eef + [-0.06, -0.04, 0]
+            a = self._move(eef, tgt, grip=1.0)
+        return a
+
+
+class MetaWorldExpert(ScriptedExpert):
+    """Meta-World's own scripted policy for the task, reading the 39-d state in obs["object"]."""
+
+    def __init__(self, task: str, noise: float = 0.0, seed: int | None = None):
+        from metaworld import policies
+
+        name = "Sawyer" + "".join(w.capitalize() for w in task.split("-")) + "V3Policy"
+        self.policy = getattr(policies, name)()
+        super().__init__(noise, seed)
+
+    def _act(self, obs):
+        return self.policy.get_action(np.asarray(obs["object"], np.float64))
+
+
+_ROBOSUITE = {"Lift": LiftExpert, "Stack": StackExpert, "PickPlaceCan": PickPlaceCanExpert,
+              "Door": DoorExpert, "NutAssemblySquare": NutAssemblySquareExpert}
+
+
+def make_expert(backend: str, task: str, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+    if backend == "robosuite" and task in _ROBOSUITE:
+        return _ROBOSUITE[task](noise=noise, seed=seed)
+    if backend == "metaworld":
+        return MetaWorldExpert(task, noise=noise, seed=seed)
+    raise EmbodiedError(f"policy: no scripted expert for {backend} task '{task}'")
