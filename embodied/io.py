@@ -38,22 +38,28 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read the complete lines of a JSONL file; a torn last line (killed writer) is ignored."""
+def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict]:
+    """Read the records of a JSONL file.
+
+    A torn last line (a writer killed mid-line) is dropped; with `repair` the file is rewritten
+    without it so that later appends start on a clean line. A bad line elsewhere is an error.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    records = []
     lines = path.read_text().splitlines()
+    records = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break
-            from embodied.errors import EmbodiedError
+            if i < len(lines) - 1:
+                from embodied.errors import EmbodiedError
 
-            raise EmbodiedError(f"{path}:{i + 1}: not a JSON line ({e.msg})") from None
+                raise EmbodiedError(f"{path}:{i + 1}: not a JSON line ({e.msg})") from None
+            if repair:
+                with atomic_path(path) as tmp:
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return records

@@ -129,3 +129,30 @@ class EmbodiedEnv(gym.Env):
         names = list(PALETTE)
         idx = self.np_random.choice(len(names), size=len(defaults), replace=False)
         return tuple(names[i] for i in idx)
+
+    # -- perturbation hooks (used by embodied.envs.perturb) -------------------------------------
+    def _main_free_joint(self) -> tuple[int, int]:
+        """(body id, joint id) of the task's main movable object."""
+        import mujoco
+
+        m, _ = self._mj()
+        body = self._main_body()
+        joint = m.body_jntadr[body] if body is not None else -1
+        if joint < 0 or m.jnt_type[joint] != mujoco.mjtJoint.mjJNT_FREE:
+            raise EmbodiedError(f"env.perturbation: task {self.task} has no free-moving object to displace or push")
+        return body, joint
+
+    def displace_object(self, offset: np.ndarray) -> None:
+        import mujoco
+
+        m, d = self._mj()
+        _, joint = self._main_free_joint()
+        q, v = m.jnt_qposadr[joint], m.jnt_dofadr[joint]
+        d.qpos[q : q + 3] += offset
+        d.qvel[v : v + 6] = 0.0
+        mujoco.mj_forward(m, d)
+
+    def push_object(self, force: np.ndarray) -> None:
+        _, d = self._mj()
+        body, _ = self._main_free_joint()
+        d.xfrc_applied[body, :3] = force

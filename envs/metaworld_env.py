@@ -49,7 +49,10 @@ class MetaWorldEnv(EmbodiedEnv):
 
     def _reset_sim(self, sim_seed: int) -> None:
         self.sim_env.seed(sim_seed)
-        self._mw_obs, _ = self.sim_env.reset()
+        self.sim_env.reset()
+        # Meta-World's reset observation can predate its last object placement: recompute it.
+        mujoco.mj_forward(self.sim_env.model, self.sim_env.data)
+        self._mw_obs = self.sim_env._get_obs()
         self._obj0 = self._mw_obs[4:7].copy()
         self._mw_success = False
 
@@ -81,6 +84,17 @@ class MetaWorldEnv(EmbodiedEnv):
         self._mw_obs = self.sim_env._get_obs()
         return self._obs()
 
+    def _mj(self):
+        return self.sim_env.model, self.sim_env.data
+
+    def _main_body(self):
+        """The free body nearest to the task object's reported position."""
+        m, d = self._mj()
+        free = [b for b in range(m.nbody) if m.body_jntadr[b] >= 0 and m.jnt_type[m.body_jntadr[b]] == mujoco.mjtJoint.mjJNT_FREE]
+        if not free:
+            return None
+        return min(free, key=lambda b: np.linalg.norm(d.xpos[b] - self._mw_obs[4:7]))
+
     def model_xml(self) -> str:
         return ""
 
@@ -96,19 +110,22 @@ class MetaWorldEnv(EmbodiedEnv):
 
     def _progress(self) -> tuple[int, bool]:
         o = self._mw_obs
-        hand, grip, obj = o[:3], o[3], o[4:7]
+        hand, grip, obj, goal = o[:3], o[3], o[4:7], o[36:39]
         success = getattr(self, "_mw_success", False)
         last = len(TASKS[self.task][1]) - 1
         if success:
             return last, True
-        near = np.linalg.norm(hand - obj) < (0.05 if self.task == "hammer" else 0.04)
-        if last == 1:  # reach, then act on the object
+        # The hand's reference point sits a few centimetres above the fingertips.
+        dz = hand[2] - obj[2]
+        near = np.linalg.norm(hand[:2] - obj[:2]) < 0.04 and -0.03 < dz < 0.08
+        if last == 1:  # reach, then push or pull the object
             moved = np.linalg.norm(obj - self._obj0) > 0.01
             return (1 if near or moved else 0), False
         held = near and grip < 0.8
         rise = obj[2] - self._obj0[2]
-        if held and rise > 0.04:
-            return 3, False
+        over_goal = np.linalg.norm(obj[:2] - goal[:2]) < 0.05
         if held:
-            return 2, False
+            return (3 if rise > 0.04 or rise > 0.01 and over_goal else 2 if rise > 0.01 else 1), False
+        if rise > 0.01 and over_goal:
+            return last, False  # let go over the goal: the object is settling there
         return (1 if near else 0), False

@@ -120,6 +120,12 @@ class RobosuiteEnv(EmbodiedEnv):
         self._raw_obs = self.sim_env._get_observations(force_update=True)
         return self._obs()
 
+    def _mj(self):
+        return self.sim_env.sim.model._model, self.sim_env.sim.data._data
+
+    def _main_body(self):
+        return next(iter(self._body_ids.values()), None)
+
     def model_xml(self) -> str:
         return self.sim_env.sim.model.get_xml()
 

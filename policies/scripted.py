@@ -29,7 +29,7 @@ class ScriptedExpert:
         self.reset()
 
     def reset(self) -> None:
-        self.phase, self.count = 0, 0
+        self.phase, self.count, self.yaw_offset = 0, 0, 0.0
 
     def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
         action = np.asarray(self._act(obs), np.float64)
@@ -64,7 +64,7 @@ class RobosuiteExpert(ScriptedExpert):
     def pick_and_place(self, obs, grasp, yaw, lift_z, place=None, place_z=None, yaw_period=np.pi / 2,
                        hover=0.08, grasp_dz=0.0, close_steps=12, carry_offset=None) -> np.ndarray:
         eef = obs["proprio"][:3]
-        yerr = self._yaw_err(obs, yaw, yaw_period)
+        yerr = self._yaw_err(obs, yaw + self.yaw_offset, yaw_period)
         above = grasp + [0, 0, hover]
         p = self.phase
         if p == 0:  # hover above the grasp point, aligning the gripper with the object
@@ -73,11 +73,19 @@ class RobosuiteExpert(ScriptedExpert):
         elif p == 1:  # descend
             tgt = grasp + [0, 0, grasp_dz]
             a = self._move(eef, tgt, yerr)
-            self._next(np.linalg.norm(eef - tgt) < 0.008 or self.count > 40)
+            if self.count > 40 and eef[2] > tgt[2] + 0.015:
+                # Blocked (a finger on the object or a neighbour): retry across the other faces.
+                self.yaw_offset += yaw_period / 2 if yaw_period < np.pi else np.pi / 2
+                self.phase, self.count = 0, 0
+            else:
+                self._next(np.linalg.norm(eef - tgt) < 0.008 or self.count > 40)
         elif p == 2:  # close
             a = self._move(eef, grasp + [0, 0, grasp_dz], 0.0, grip=1.0)
             self._next(self.count >= close_steps)
         elif p == 3:  # lift
+            if obs["proprio"][7] - obs["proprio"][8] < 0.01:  # fingers closed on nothing: missed, retry
+                self.phase, self.count = 0, 0
+                return self._move(eef, above, 0.0)
             tgt = np.array([eef[0], eef[1], lift_z])
             a = self._move(eef, tgt, 0.0, grip=1.0)
             self._next(abs(eef[2] - lift_z) < 0.015 or self.count > 60)

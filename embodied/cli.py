@@ -1,0 +1,105 @@
+"""`embodied JOB [hydra overrides]`: compose configs/JOB.yaml with the overrides and run the job."""
+from __future__ import annotations
+
+import datetime
+import importlib
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from embodied.errors import EmbodiedError
+from embodied.io import atomic_path
+
+JOBS = {
+    "collect": "embodied.jobs.collect",
+    "rollout": "embodied.jobs.rollout",
+}
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+USAGE = f"""usage: embodied JOB [key=value ...]
+
+jobs: {", ".join(JOBS)}
+Overrides are Hydra's: env=metaworld/assembly  env.cameras=[agentview]  n=25  out=PATH
+Show a job's config: embodied JOB --cfg"""
+
+
+def config_dir() -> Path:
+    """configs/ in a source checkout or editable install, embodied/configs in a wheel install."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("embodied.configs")))
+    except ModuleNotFoundError:
+        return CONFIG_DIR
+
+
+def compose(job: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        try:
+            return hydra_compose(config_name=job, overrides=overrides)
+        except Exception as e:  # Hydra's messages are multi-line: keep the part that names the problem
+            raise EmbodiedError(_one_line(e)) from None
+
+
+def _one_line(e: Exception) -> str:
+    import re
+
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    msg = lines[0] if lines else type(e).__name__
+    missing = re.search(r"Could not find '([\w/]+?)/[^/']+'", msg)
+    if missing:  # name the options that do exist in that config group
+        group = config_dir() / missing.group(1)
+        options = sorted(str(p.relative_to(config_dir() / missing.group(1).split("/")[0]).with_suffix(""))
+                         for p in (config_dir() / missing.group(1).split("/")[0]).rglob("*.yaml")
+                         if not p.name.startswith("_"))
+        if group.exists() or options:
+            msg += f"; expected one of: {', '.join(options)}"
+    key = re.search(r"Could not override '([^']+)'", msg)
+    if key:
+        msg += f" '{key.group(1)}' is not a key of this config (see `embodied JOB --cfg`)"
+    return msg
+
+
+def run_dir(cfg: DictConfig, job: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return Path("outputs") / job / stamp
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    job, overrides = args[0], args[1:]
+    try:
+        if job not in JOBS:
+            raise EmbodiedError(f"unknown job '{job}'; expected one of {list(JOBS)}")
+        show = "--cfg" in overrides
+        cfg = compose(job, [o for o in overrides if o != "--cfg"])
+        if show:
+            print(OmegaConf.to_yaml(cfg, resolve=True))
+            return 0
+        module = importlib.import_module(JOBS[job])
+        module.run(cfg, default_dir=run_dir(cfg, job))
+    except EmbodiedError as e:
+        print(f"embodied {job}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"embodied {job}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def save_config(cfg: DictConfig, out_dir: Path) -> None:
+    """The resolved config beside the outputs, so every result says how it was made."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "config.yaml") as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

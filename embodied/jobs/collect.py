@@ -1,0 +1,82 @@
+"""`embodied collect`: scripted-expert demos into a robomimic-layout HDF5 with sub-goal labels."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from embodied.datasets import DemoWriter, write_video
+from embodied.envs import make_env
+from embodied.envs.rollout import run_episodes
+from embodied.errors import EmbodiedError
+from embodied.policies import make_expert
+
+
+def env_args(env, env_cfg: dict) -> dict:
+    """robomimic's env metadata: type 1 is robosuite, 2 a gym env."""
+    import robosuite
+
+    if env_cfg["backend"] == "robosuite":
+        return {"env_name": env_cfg["task"], "env_version": robosuite.__version__, "type": 1,
+                "env_kwargs": dict(env.unwrapped.env_kwargs)}
+    return {"env_name": f"{env_cfg['task']}-v3", "env_version": "metaworld-3.1.1", "type": 2, "env_kwargs": {}}
+
+
+def run(cfg: DictConfig, default_dir: Path) -> Path:
+    from embodied.cli import save_config
+
+    env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
+    out = Path(cfg.out) if cfg.out else default_dir / "demos.hdf5"
+    if out.suffix not in (".hdf5", ".h5"):
+        raise EmbodiedError(f"out: '{out}' should end in .hdf5")
+    n = int(cfg.n)
+    if n < 1:
+        raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
+    probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
+    cams = env_cfg.get("cameras") or []
+    video_cam = cfg.video_camera or (cams[-1] if cams else None)
+    if cfg.video and video_cam is not None and video_cam not in cams:
+        raise EmbodiedError(f"video_camera: '{video_cam}' is not one of env.cameras {cams}")
+    meta = env_args(probe, env_cfg)
+    xml = probe.unwrapped.model_xml()
+    probe.close()
+
+    video_dir = out.with_name(out.stem + "_videos")
+    tmp_videos = out.with_name(f".{out.stem}_videos.tmp{os.getpid()}")
+    attempts = int(cfg.max_attempts or 2 * n + 10)
+    kept: list[int] = []
+    try:
+        with DemoWriter(out, meta, env_cfg, next_obs=bool(cfg.next_obs)) as writer:
+            def keep(res: dict, traj: dict) -> None:
+                if not res["success"] or len(kept) >= n:
+                    return
+                video = ""
+                if cfg.video and video_cam is not None:
+                    name = f"demo_{len(kept)}"
+                    write_video(tmp_videos / f"{name}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
+                    video = f"{video_dir.name}/{name}.mp4"
+                writer.add(traj, res["seed"], model_file=xml, video=video)
+                kept.append(res["seed"])
+
+            results = run_episodes(
+                env_cfg, lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise)),
+                seeds=range(int(cfg.seed), int(cfg.seed) + attempts), workers=int(cfg.workers), record=True,
+                on_episode=keep, stop=lambda r: len(kept) >= n, total=None, desc=f"collect {env_cfg['task']}")
+            if len(kept) < n:
+                raise EmbodiedError(f"collect: only {len(kept)} of {n} demos succeeded in {attempts} attempts "
+                                    f"(raise max_attempts or lower noise)")
+            writer.close()
+        if tmp_videos.exists():
+            if video_dir.exists():
+                shutil.rmtree(video_dir)
+            os.replace(tmp_videos, video_dir)
+    finally:
+        if tmp_videos.exists():
+            shutil.rmtree(tmp_videos)
+    save_config(cfg, out.parent if cfg.out is None else out.with_name(out.stem + "_config"))
+    tried = len(results)
+    print(json.dumps({"out": str(out), "demos": n, "attempts": tried, "expert_success": round(n / max(tried, 1), 3)}))
+    return out

@@ -1,0 +1,180 @@
+"""Parallel rollouts over gymnasium vector envs, one JSONL record per finished episode.
+
+Each episode is identified by its seed; a rerun with the same JSONL skips seeds already recorded,
+so an interrupted evaluation resumes where it stopped.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from embodied.envs import make_env
+from embodied.io import append_jsonl, read_jsonl
+
+
+def _env_fn(cfg: dict) -> Callable[[], gym.Env]:
+    def fn():
+        return make_env(cfg)
+
+    return fn
+
+
+def make_vector_env(cfg: dict, workers: int, asynchronous: bool | None = None) -> gym.vector.VectorEnv:
+    """`workers` copies of the env; subprocesses unless `asynchronous=False` (or one worker)."""
+    fns = [_env_fn(cfg) for _ in range(workers)]
+    mode = gym.vector.AutoresetMode.DISABLED  # we reset each slot ourselves, with the next episode's seed
+    if asynchronous if asynchronous is not None else workers > 1:
+        # forkserver: workers never inherit the parent's OpenGL contexts or torch threads.
+        return gym.vector.AsyncVectorEnv(fns, context="forkserver", autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+def slot(batch: Any, i: int) -> Any:
+    """Observation of one sub-env out of a batched (possibly nested) dict."""
+    if isinstance(batch, dict):
+        return {k: slot(v, i) for k, v in batch.items()}
+    return batch[i]
+
+
+def slot_info(info: dict, i: int) -> dict:
+    out = {}
+    for k, v in info.items():
+        if k.startswith("_"):
+            continue
+        mask = info.get(f"_{k}")
+        if mask is not None and not mask[i]:
+            continue
+        out[k] = slot_info(v, i) if isinstance(v, dict) else v[i]
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (np.generic,)):
+        return x.item()
+    return x
+
+
+def run_episodes(
+    env_cfg: dict,
+    make_policy: Callable[[], Any],
+    seeds: Iterable[int],
+    workers: int = 1,
+    jsonl: str | Path | None = None,
+    video_dir: str | Path | None = None,
+    video_camera: str | None = None,
+    record: bool = False,
+    on_episode: Callable[[dict, dict | None], None] | None = None,
+    stop: Callable[[list[dict]], bool] | None = None,
+    total: int | None = None,
+    asynchronous: bool | None = None,
+    desc: str = "rollout",
+) -> list[dict]:
+    """Run one episode per seed with a fresh policy state, `workers` envs at a time.
+
+    `on_episode(result, trajectory)` is called as each episode ends (trajectory: obs/actions/infos
+    lists when `record`); `stop(results)` ends the run early (in-flight episodes are dropped).
+    Returns the results of this run and of earlier runs recorded in `jsonl`.
+    """
+    from embodied.datasets.video import write_video
+
+    done = read_jsonl(jsonl, repair=True) if jsonl else []
+    finished = {r["seed"] for r in done}
+    todo = (s for s in seeds if s not in finished)
+    results = list(done)
+    if stop is not None and stop(results):
+        return results
+    envs = make_vector_env(env_cfg, workers, asynchronous)
+    n = envs.num_envs
+    policies = [make_policy() for _ in range(n)]
+    cur: list[int | None] = [None] * n
+    traj: list[dict] = [{} for _ in range(n)]
+    bar = tqdm(total=total, desc=desc, unit="ep", initial=len(done) if total else 0, dynamic_ncols=True)
+    frames_of = video_camera or (env_cfg.get("cameras") or [None])[-1]
+
+    def start(mask: np.ndarray) -> tuple[Any, dict]:
+        seeds_now = []
+        for i in range(n):
+            if mask[i]:
+                cur[i] = next(todo, None)
+                policies[i].reset()
+            seeds_now.append(cur[i] if mask[i] and cur[i] is not None else None)
+        return envs.reset(seed=seeds_now, options={"reset_mask": mask})
+
+    obs, info = start(np.ones(n, bool))
+    infos = [slot_info(info, i) for i in range(n)]
+    for i in range(n):
+        traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of)
+    t0 = time.time()
+    try:
+        while any(c is not None for c in cur):
+            actions = np.stack([
+                policies[i].act(slot(obs, i), infos[i].get("subgoal")) if cur[i] is not None
+                else np.zeros(envs.single_action_space.shape, np.float32)
+                for i in range(n)
+            ])
+            obs, reward, term, trunc, info = envs.step(actions)
+            ended = np.zeros(n, bool)
+            for i in range(n):
+                if cur[i] is None:
+                    continue
+                infos[i] = slot_info(info, i)
+                _extend(traj[i], slot(obs, i), actions[i], float(reward[i]), infos[i], frames_of)
+                if term[i] or trunc[i]:
+                    ended[i] = True
+                    res = {
+                        "seed": int(cur[i]), "task": env_cfg.get("task"), "success": bool(infos[i]["success"]),
+                        "steps": int(infos[i]["t"]), "return": float(traj[i]["return"]),
+                        "instruction": infos[i]["instruction"], "subgoals": list(infos[i]["subgoals"]),
+                        "final_subgoal_index": int(infos[i]["subgoal_index"]),
+                    }
+                    if "perturbation" in infos[i]:
+                        res["perturbation"] = _jsonable(infos[i]["perturbation"])
+                    if video_dir is not None and traj[i]["frames"]:
+                        path = Path(video_dir) / f"seed{cur[i]:05d}.mp4"
+                        write_video(path, traj[i]["frames"])
+                        res["video"] = str(path)
+                    if on_episode is not None:
+                        on_episode(res, traj[i] if record else None)
+                    if jsonl:
+                        append_jsonl(jsonl, res)
+                    results.append(res)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+            if stop is not None and stop(results):
+                break
+            if ended.any():
+                obs, info = start(ended)
+                for i in np.flatnonzero(ended):
+                    infos[i] = slot_info(info, i) if cur[i] is not None else {}
+                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of)
+    finally:
+        bar.close()
+        envs.close()
+    return results
+
+
+def _new_traj(obs: dict, info: dict, record: bool, video: bool, camera: str | None) -> dict:
+    tr = {"return": 0.0, "frames": [], "record": record, "video": video and camera is not None and "rgb" in obs}
+    if record:
+        tr.update(obs=[obs], actions=[], rewards=[], infos=[info])
+    if tr["video"]:
+        tr["frames"].append(obs["rgb"][camera])
+    return tr
+
+
+def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, camera: str | None) -> None:
+    tr["return"] += reward
+    if tr["record"]:
+        tr["obs"].append(obs)
+        tr["actions"].append(np.asarray(action))
+        tr["rewards"].append(reward)
+        tr["infos"].append(info)
+    if tr["video"]:
+        tr["frames"].append(obs["rgb"][camera])
