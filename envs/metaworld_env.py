@@ -47,6 +47,13 @@ class MetaWorldEnv(EmbodiedEnv):
         self._mw_obs, _ = self.sim_env.reset()
         self._obj0 = self._mw_obs[4:7].copy()
 
+    def close(self) -> None:
+        # Free the GL context now: left to the garbage collector at exit, EGL teardown fails noisily.
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self.sim_env.close()
+
     def _reset_sim(self, sim_seed: int) -> None:
         self.sim_env.seed(sim_seed)
         self.sim_env.reset()

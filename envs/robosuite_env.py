@@ -90,6 +90,9 @@ class RobosuiteEnv(EmbodiedEnv):
         if self.task == "PickPlaceCan":
             self.target_pos = np.array(e.target_bin_placements[e.object_to_id["can"]])
 
+    def close(self) -> None:
+        self.sim_env.close()
+
     def _paint(self, obj, color: str) -> None:
         m = self.sim_env.sim.model._model
         for name in obj.visual_geoms:

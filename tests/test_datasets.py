@@ -1,0 +1,113 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from embodied.datasets import DemoDataset, read_video
+from embodied.envs import make_env
+from embodied.errors import EmbodiedError
+
+
+def test_collect_writes_robomimic_layout(lift_demos):
+    with h5py.File(lift_demos) as f:
+        data = f["data"]
+        assert data.attrs["total"] == sum(data[d].attrs["num_samples"] for d in data)
+        env_args = json.loads(data.attrs["env_args"])
+        assert env_args["env_name"] == "Lift" and env_args["type"] == 1 and "controller_configs" in env_args["env_kwargs"]
+        demo = data["demo_0"]
+        n = demo.attrs["num_samples"]
+        for key in ("actions", "rewards", "dones", "states", "subgoal_index"):
+            assert len(demo[key]) == n
+        assert np.abs(demo["actions"][()]).max() <= 1.0 and demo["dones"][-1] == 1
+        for key in ("agentview_image", "robot0_eye_in_hand_image", "robot0_eef_pos", "robot0_eef_quat",
+                    "robot0_gripper_qpos", "object", "proprio"):
+            assert demo["obs"][key].shape[0] == n and demo["next_obs"][key].shape[0] == n
+        np.testing.assert_array_equal(demo["obs"]["proprio"][1:], demo["next_obs"]["proprio"][:-1])
+        assert demo["obs"]["agentview_image"].dtype == np.uint8
+        assert json.loads(demo.attrs["subgoals"]) == ["reach the red cube", "grasp the red cube", "lift the red cube"]
+        labels = demo["subgoal_index"][()]
+        assert labels[0] == 0 and labels[-1] == 2 and set(labels) == {0, 1, 2}
+        assert [m.decode() for m in f["mask/train"]] + [m.decode() for m in f["mask/valid"]] == ["demo_0", "demo_1", "demo_2"]
+        assert demo.attrs["model_file"].startswith("<mujoco")
+        video = lift_demos.parent / demo.attrs["video"]
+    frames = read_video(video)
+    assert frames.shape == (n + 1, 64, 64, 3)
+
+
+def test_states_rerender_stored_frames(lift_demos):
+    with h5py.File(lift_demos) as f:
+        demo = f["data/demo_1"]
+        cfg = json.loads(f["data"].attrs["embodied_env"])
+        seed, t = int(demo.attrs["seed"]), 20
+        state, stored = demo["states"][t], demo["obs"]["agentview_image"][t]
+    env = make_env(cfg)
+    env.reset(seed=seed)
+    again = env.unwrapped.set_sim_state(state)
+    assert np.abs(again["rgb"]["agentview"].astype(int) - stored.astype(int)).mean() < 1.0
+
+
+def test_loader_yields_clips(lift_demos):
+    ds = DemoDataset(lift_demos, clip_len=4, subset="train")
+    item = ds[5]
+    assert item["rgb"]["robot0_eye_in_hand"].shape == (4, 64, 64, 3)
+    assert item["proprio"].shape == (9,) and item["action"].shape == (7,)
+    assert item["subgoal"] in ("reach the red cube", "grasp the red cube") and item["instruction"] == "lift the red cube"
+    first = ds[0]["rgb"]["agentview"]
+    assert torch.equal(first[0], first[-1])  # before the start the first frame repeats
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)))
+    assert batch["rgb"]["agentview"].shape == (8, 4, 64, 64, 3) and len(batch["subgoal"]) == 8
+
+
+def test_foreign_robomimic_file_without_labels(tmp_path):
+    """A file written straight from robosuite in robomimic's layout, without our sub-goal fields."""
+    import robosuite
+
+    ctrl = robosuite.load_composite_controller_config(controller="BASIC", robot="Panda")
+    env = robosuite.make("Lift", robots="Panda", controller_configs=ctrl, has_renderer=False,
+                         has_offscreen_renderer=True, use_camera_obs=True, camera_names=["agentview"],
+                         camera_heights=32, camera_widths=32, hard_reset=False)
+    obs = env.reset()
+    path = tmp_path / "foreign.hdf5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("data/demo_0")
+        acts, frames, low = [], [], {k: [] for k in ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")}
+        for _ in range(6):
+            frames.append(obs["agentview_image"][::-1])
+            for k in low:
+                low[k].append(obs[k])
+            a = np.zeros(7)
+            acts.append(a)
+            obs, *_ = env.step(a)
+        g.create_dataset("actions", data=np.array(acts))
+        g.create_dataset("obs/agentview_image", data=np.array(frames))
+        for k, v in low.items():
+            g.create_dataset(f"obs/{k}", data=np.array(v))
+        g.attrs["num_samples"] = 6
+    env.close()
+    with pytest.warns(UserWarning, match="no sub-goal labels"):
+        ds = DemoDataset(path, clip_len=2)
+    item = ds[3]
+    assert item["subgoal"] == "" and item["subgoal_index"] == -1 and item["proprio"].shape == (9,)
+
+
+def test_loader_bad_files(tmp_path):
+    with pytest.raises(EmbodiedError, match="demo file not found"):
+        DemoDataset(tmp_path / "nope.hdf5")
+    bad = tmp_path / "bad.hdf5"
+    with h5py.File(bad, "w") as f:
+        f.create_dataset("data/demo_0/obs/agentview_image", data=np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(EmbodiedError, match=r"data/demo_0 has no 'actions'"):
+        DemoDataset(bad)
+    text = tmp_path / "text.hdf5"
+    text.write_text("not hdf5")
+    with pytest.raises(EmbodiedError, match="not a readable HDF5 file"):
+        DemoDataset(text)
+
+
+def test_video_that_does_not_decode(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(EmbodiedError, match="broken.mp4: video does not decode"):
+        read_video(broken)
