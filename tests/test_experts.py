@@ -1,0 +1,26 @@
+"""Each scripted expert solves its task on a few seeds (the 50-seed table is bench/experts.py)."""
+import pytest
+
+from embodied.envs import TASKS, make_env
+from embodied.policies import make_expert
+
+
+# Door and NutAssemblySquare experts are still being tuned: strict, so a fix shows up as a failure to un-mark.
+PENDING = {"Door", "NutAssemblySquare"}
+CASES = [pytest.param(b, t, marks=pytest.mark.xfail(strict=True, reason="expert not tuned yet")) if t in PENDING
+         else (b, t) for b, ts in TASKS.items() for t in ts]
+
+
+@pytest.mark.parametrize("backend,task", CASES)
+def test_expert_succeeds(backend, task):
+    env = make_env({"backend": backend, "task": task, "cameras": [], "horizon": 300})
+    wins = 0
+    for seed in range(2):
+        expert = make_expert(backend, task, noise=0.02, seed=seed)
+        obs, info = env.reset(seed=seed)
+        while True:
+            obs, _, term, trunc, info = env.step(expert.act(obs))
+            if term or trunc:
+                break
+        wins += info["success"]
+    assert wins == 2
