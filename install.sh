@@ -30,4 +30,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
+# robosuite logs warnings at every import unless a private macro file exists: keep only its errors.
+.venv/bin/python - <<'PY'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("robosuite")
+private = pathlib.Path(spec.origin).parent / "macros_private.py"
+if not private.exists():
+    private.write_text((private.parent / "macros.py").read_text().split("# Override with macros")[0]
+                       .replace('CONSOLE_LOGGING_LEVEL = "INFO"', 'CONSOLE_LOGGING_LEVEL = "ERROR"'))
+PY
 echo "install.sh: done ($(.venv/bin/python -c 'import embodied, torch, mujoco; print("embodied", embodied.__version__, "torch", torch.__version__, "mujoco", mujoco.__version__)'))"

@@ -8,6 +8,7 @@ import argparse
 import time
 
 from embodied.envs import TASKS, make_env
+from embodied.envs.rollout import run_episode
 from embodied.policies import make_expert
 
 
@@ -26,12 +27,7 @@ def main() -> None:
             env = make_env({"backend": backend, "task": task, "cameras": [], "horizon": 300})
             wins, steps, t0 = 0, 0, time.perf_counter()
             for seed in range(args.seeds):
-                expert = make_expert(backend, task, noise=args.noise, seed=seed)
-                obs, info = env.reset(seed=seed)
-                while True:
-                    obs, _, term, trunc, info = env.step(expert.act(obs))
-                    if term or trunc:
-                        break
+                info = run_episode(env, make_expert(backend, task, noise=args.noise, seed=seed), seed)
                 wins += info["success"]
                 steps += info["t"]
             dt = (time.perf_counter() - t0) / args.seeds

@@ -52,11 +52,10 @@ def _one_line(e: Exception) -> str:
     msg = lines[0] if lines else type(e).__name__
     missing = re.search(r"Could not find '([\w/]+?)/[^/']+'", msg)
     if missing:  # name the options that do exist in that config group
-        group = config_dir() / missing.group(1)
-        options = sorted(str(p.relative_to(config_dir() / missing.group(1).split("/")[0]).with_suffix(""))
-                         for p in (config_dir() / missing.group(1).split("/")[0]).rglob("*.yaml")
+        group = config_dir() / missing.group(1).split("/")[0]
+        options = sorted(str(p.relative_to(group).with_suffix("")) for p in group.rglob("*.yaml")
                          if not p.name.startswith("_"))
-        if group.exists() or options:
+        if options:
             msg += f"; expected one of: {', '.join(options)}"
     key = re.search(r"Could not override '([^']+)'", msg)
     if key:

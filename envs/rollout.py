@@ -53,6 +53,16 @@ def slot_info(info: dict, i: int) -> dict:
     return out
 
 
+def run_episode(env: gym.Env, policy: Any, seed: int) -> dict:
+    """One episode in this process; returns the last info (success, t, subgoal_index, ...)."""
+    policy.reset()
+    obs, info = env.reset(seed=seed)
+    while True:
+        obs, _, term, trunc, info = env.step(policy.act(obs, info["subgoal"]))
+        if term or trunc:
+            return info
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _jsonable(v) for k, v in x.items()}

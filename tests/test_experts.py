@@ -2,6 +2,7 @@
 import pytest
 
 from embodied.envs import TASKS, make_env
+from embodied.envs.rollout import run_episode
 from embodied.policies import make_expert
 
 
@@ -16,11 +17,6 @@ def test_expert_succeeds(backend, task):
     env = make_env({"backend": backend, "task": task, "cameras": [], "horizon": 300})
     wins = 0
     for seed in range(2):
-        expert = make_expert(backend, task, noise=0.02, seed=seed)
-        obs, info = env.reset(seed=seed)
-        while True:
-            obs, _, term, trunc, info = env.step(expert.act(obs))
-            if term or trunc:
-                break
+        info = run_episode(env, make_expert(backend, task, noise=0.02, seed=seed), seed)
         wins += info["success"]
     assert wins == 2
