@@ -140,37 +140,95 @@ class PickPlaceCanExpert(RobosuiteExpert):
 
 class NutAssemblySquareExpert(RobosuiteExpert):
     def _act(self, obs):
+        eef = obs["proprio"][:3]
         o = obs["object"]
         nut, nut_yaw, handle, peg = o[0:3], _yaw_from_xyzw(o[3:7]), o[7:10], o[10:13]
-        if self.phase < 4:
-            self._offset = handle - nut
-        # Grasp the handle across its long axis; carry so that the nut's centre lands on the peg.
-        return self.pick_and_place(obs, handle, nut_yaw + np.pi / 2, lift_z=peg[2] + 0.2, place=peg,
-                                   place_z=peg[2] + 0.04, yaw_period=np.pi, carry_offset=self._offset)
+        lift_z = peg[2] + 0.125  # the nut's underside 1.5 cm above the peg's top (peg[2] + 0.1)
+        p = self.phase
+        if p < 4:  # grasp the handle across its width (fingers along the nut's y axis) and lift
+            # 8 mm out from the handle's centre the fingers clear the nut's frame by as much.
+            grasp = handle + 0.008 * (handle - nut) / np.linalg.norm(handle - nut)
+            a = self.pick_and_place(obs, grasp, nut_yaw, lift_z, yaw_period=np.pi)
+        else:
+            # Steer the nut, not the hand: its centre onto the peg's axis, its sides parallel to the
+            # peg's (the hole is only 13 mm wider than the peg).
+            if p == 4 and self.count == 0:
+                # Any quarter turn fits, but with the handle pointing away (+x) the hand is out of reach.
+                self._yaw_goal = min((np.pi / 2, np.pi, -np.pi / 2), key=lambda g: abs(_wrap(g - nut_yaw, 2 * np.pi)))
+            tgt = eef + 2 * np.array([peg[0] - nut[0], peg[1] - nut[1], 0])
+            yerr = _wrap(self._yaw_goal - nut_yaw, 2 * np.pi)
+            if p == 4:  # carry over the peg
+                tgt[2] = lift_z
+                a = self._move(eef, tgt, yerr, grip=1.0)
+                settled = np.linalg.norm(nut - self._prev_nut) < 0.001  # not swinging past the peg
+                self._next(np.linalg.norm((peg - nut)[:2]) < 0.004 and abs(yerr) < 0.05 and settled
+                           or self.count > 100)
+            elif p == 5:  # lower it down the peg
+                if self.count > 30 and nut[2] > peg[2] + 0.05:  # caught on the peg's top: realign
+                    self.phase, self.count = 4, 1
+                tgt[2] = eef[2] - 0.02
+                a = self._move(eef, tgt, yerr, grip=1.0)
+                self._next(nut[2] < peg[2] - 0.01 or self.count > 60)
+            elif p == 6:  # release
+                a = self._move(eef, eef, grip=-1.0)
+                self._next(self.count >= 8)
+            else:  # retreat upward, gripper open
+                a = self._move(eef, np.array([eef[0], eef[1], lift_z]), grip=-1.0)
+        # OSC does not hold the orientation and the nut's weight tips the hand over: keep the hand
+        # pointing down until the grasp, then the nut level.
+        if p < 3:
+            z = -self._z_axis(obs["proprio"][3:7])
+        else:
+            z = self._z_axis(o[3:7])
+        a[3:5] = np.clip(self.rot_gain * np.array([z[1], -z[0]]), -1, 1)
+        self._prev_nut = nut
+        return a
 
-    def reset(self):
-        super().reset()
-        self._offset = np.zeros(3)
+    @staticmethod
+    def _z_axis(q: np.ndarray) -> np.ndarray:
+        x, y, z, w = q
+        return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
 
 
 class DoorExpert(RobosuiteExpert):
+    tilt = -0.3  # fingertips leaned towards the door (rad about x)
+
     def _act(self, obs):
         eef = obs["proprio"][:3]
         o = obs["object"]
         handle, hinge, latch = o[0:3], o[3], o[4]
+        # The fingers close along y and the hand is ~20 cm wide: to straddle the lever without hitting
+        # the door, lean the hand away from it and grasp 1 cm off the lever's centre.
+        grasp = handle + [0, 0.01, 0]
         p = self.phase
-        if p == 0:  # in front of the handle's far end
-            tgt = handle + [0, 0, 0.03]
-            a = self._move(eef, tgt)
+        if p == 0:  # above the lever's tip
+            tgt = grasp + [0, 0, 0.06]
+            a = self._move(eef, tgt, self._yaw_err(obs, 0.0))
             self._next(np.linalg.norm(eef - tgt) < self.tol or self.count > 80)
-        elif p == 1:  # press the lever down
-            tgt = handle + [0, 0, -0.06]
-            a = self._move(eef, tgt, grip=1.0)
+        elif p == 1:  # descend around it
+            a = self._move(eef, grasp, self._yaw_err(obs, 0.0))
+            self._next(np.linalg.norm(eef - grasp) < 0.008 or self.count > 40)
+        elif p == 2:  # grasp
+            a = self._move(eef, grasp, grip=1.0)
+            self._next(self.count >= 10)
+        elif obs["proprio"][7] - obs["proprio"][8] < 0.01:  # fingers closed on nothing: grasp again
+            self.phase, self.count = 0, 0
+            a = self._move(eef, grasp + [0, 0, 0.06])
+        elif p == 3:  # press the lever down
+            a = self._move(eef, eef + [0, 0, -0.05], grip=1.0)
             self._next(latch > 1.2 or self.count > 40)
-        else:  # pull the door towards the robot along the hinge arc
-            tgt = eef + [-0.06, -0.04, 0]
-            a = self._move(eef, tgt, grip=1.0)
+        else:  # pull the door towards the robot along the hinge arc, keeping the lever down
+            d = np.array([-np.sin(hinge), np.cos(hinge), 0])
+            a = self._move(eef, eef + 0.05 * d + [0, 0, -0.02], grip=1.0)
+        if p < 3:
+            a[3] = np.clip(self.rot_gain * (self.tilt - self._tilt(obs)), -1, 1)
         return a
+
+    @staticmethod
+    def _tilt(obs) -> float:
+        """Lean of the fingers about x: 0 when pointing straight down, > 0 towards +y."""
+        x, y, z, w = obs["proprio"][3:7]
+        return float(np.arctan2(2 * (y * z - w * x), 2 * (x * x + y * y) - 1))
 
 
 class MetaWorldExpert(ScriptedExpert):

@@ -6,10 +6,7 @@ from embodied.envs.rollout import run_episode
 from embodied.policies import make_expert
 
 
-# Door and NutAssemblySquare experts are still being tuned: strict, so a fix shows up as a failure to un-mark.
-PENDING = {"Door", "NutAssemblySquare"}
-CASES = [pytest.param(b, t, marks=pytest.mark.xfail(strict=True, reason="expert not tuned yet")) if t in PENDING
-         else (b, t) for b, ts in TASKS.items() for t in ts]
+CASES = [(b, t) for b, ts in TASKS.items() for t in ts]
 
 
 @pytest.mark.parametrize("backend,task", CASES)
