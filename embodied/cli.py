@@ -14,6 +14,9 @@ from embodied.io import atomic_path
 JOBS = {
     "collect": "embodied.jobs.collect",
     "rollout": "embodied.jobs.rollout",
+    "corpus": "embodied.jobs.corpus",
+    "train-planner": "embodied.jobs.train_planner",
+    "model-info": "embodied.jobs.model_info",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if job not in JOBS:
             raise EmbodiedError(f"unknown job '{job}'; expected one of {list(JOBS)}")
         show = "--cfg" in overrides
-        cfg = compose(job, [o for o in overrides if o != "--cfg"])
+        cfg = compose(job.replace("-", "_"), [o for o in overrides if o != "--cfg"])
         if show:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0

@@ -1,0 +1,84 @@
+"""Turn simulation demos into EgoCOT-format planning samples.
+
+From several points of each demo, an egocentric clip of 8 frames ending at that point is paired with
+the instruction, a description of the scene and the plan that REMAINS from that point. Which steps
+remain can only be told from the video (is the cube already in the hand?), and for the visual-variety
+tasks so can the objects' names: the planner has to look.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from embodied.datasets.demos import demo_names, open_demo_file
+from embodied.datasets.egocot import format_plan
+from embodied.errors import EmbodiedError
+from embodied.io import atomic_path
+
+
+def describe(subgoals: Sequence[str], index: int) -> str:
+    """Stage-1 caption: what the arm is doing and what is already done, in words the video supports."""
+    done = ", ".join(subgoals[:index]) if index > 0 else "nothing yet"
+    return f"The robot arm is about to {subgoals[index]}. Done so far: {done}."
+
+
+def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
+    """Steps to cut clips at: the start of the episode and `per_segment` points spread over every
+    sub-goal segment (its start included), so each remaining-plan length is represented."""
+    points = {0}
+    starts = [0] + [t for t in range(1, len(indices)) if indices[t] != indices[t - 1]]
+    ends = starts[1:] + [len(indices)]
+    for s, e in zip(starts, ends):
+        points.update(int(t) for t in np.linspace(s, e - 1, per_segment + 1)[:-1].round())
+    return sorted(points)
+
+
+def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: str | None = None,
+                 n_frames: int = 8, frame_stride: int = 3, per_segment: int = 2, subset: str | None = None) -> Path:
+    """Write out_dir/clips/*.npy and out_dir/egocot.jsonl; return the jsonl path."""
+    out_dir = Path(out_dir)
+    (out_dir / "clips").mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in demo_paths:
+        path = Path(path)
+        with open_demo_file(path) as f:
+            for name in tqdm(demo_names(f, subset), desc=f"corpus {path.name}", leave=False):
+                g = f["data"][name]
+                if "subgoals" not in g.attrs or "subgoal_index" not in g:
+                    raise EmbodiedError(f"{path}: data/{name} has no sub-goal labels; "
+                                        "collect demos with `embodied collect` to build a planning corpus")
+                cams = [k[: -len("_image")] for k in g["obs"] if k.endswith("_image")]
+                cam = camera or _ego_camera(cams)
+                if f"{cam}_image" not in g["obs"]:
+                    raise EmbodiedError(f"{path}: data/{name}/obs has no camera '{cam}' (has: {cams})")
+                frames = g["obs"][f"{cam}_image"]
+                subgoals, indices = json.loads(g.attrs["subgoals"]), g["subgoal_index"][()]
+                instruction = str(g.attrs["instruction"])
+                for t in sample_points(indices, per_segment):
+                    steps = np.clip(t - frame_stride * np.arange(n_frames - 1, -1, -1), 0, None)
+                    clip_name = f"clips/{path.stem}_{name}_t{t:04d}.npy"
+                    with atomic_path(out_dir / clip_name) as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, frames[np.unique(steps)][np.searchsorted(np.unique(steps), steps)])
+                    k = int(indices[t])
+                    records.append({"id": f"{path.stem}/{name}/t{t}", "image": clip_name,
+                                    "instruction": instruction, "caption": describe(subgoals, k),
+                                    "planning": format_plan(instruction, subgoals[k:]), "score": 1.0,
+                                    "subgoal": subgoals[k], "subgoal_index": k})
+    if not records:
+        raise EmbodiedError(f"no demos found in {[str(p) for p in demo_paths]}")
+    out = out_dir / "egocot.jsonl"
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return out
+
+
+def _ego_camera(cams: Sequence[str]) -> str:
+    for c in cams:
+        if "eye_in_hand" in c or "gripperPOV" in c:
+            return c
+    return cams[-1]

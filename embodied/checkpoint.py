@@ -1,0 +1,116 @@
+"""EmbodiedGPT checkpoints: a directory with config.json, model.safetensors (the weights trained here
+only), tokenizer/, and -- when they were trained here rather than loaded from a user's directory --
+the ViT and the LLM as Hugging Face directories vision/ and llm/ (the tiny model).
+
+Written into a temporary directory and renamed into place, so a killed save leaves the old one whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from embodied.errors import EmbodiedError
+from embodied.modeling import EmbodiedGPT, EmbodiedGPTConfig
+
+
+def _bundled(part_cfg) -> bool:
+    """A backbone goes into the checkpoint when nothing else holds its weights."""
+    return not part_cfg.pretrained or not part_cfg.freeze
+
+
+def save_model(model: EmbodiedGPT, path: str | Path, bundle: bool = False, extra: dict | None = None) -> Path:
+    """`bundle` copies the backbones in even when they came from a directory (a self-contained
+    checkpoint, as the shipped tiny model is); `extra` maps file names to writers `fn(path)`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        cfg = EmbodiedGPTConfig.from_dict(model.cfg.to_dict())
+        cfg.eformer.blip2 = None  # its weights are in model.safetensors now
+        if bundle or _bundled(model.cfg.vision):
+            model.vision.backbone.save_pretrained(tmp / "vision")
+            cfg.vision.pretrained, cfg.vision.freeze = "vision", True
+        if bundle or _bundled(model.cfg.llm):
+            base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+            base.save_pretrained(tmp / "llm")
+            model.tokenizer.save_pretrained(tmp / "llm")
+            cfg.llm.pretrained, cfg.llm.freeze = "llm", True
+        state = {k: v for k, v in model.trainable_state_dict().items()
+                 if not (k.startswith("vision.backbone.") and (bundle or _bundled(model.cfg.vision)))}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        model.tokenizer.save_pretrained(tmp / "tokenizer")
+        for name, writer in (extra or {}).items():
+            writer(tmp / name)
+        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        old = path.with_name(f".{path.name}.old{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_config(path: str | Path) -> EmbodiedGPTConfig:
+    path = Path(path)
+    f = path / "config.json"
+    if not f.exists():
+        raise EmbodiedError(f"{path}: not an EmbodiedGPT checkpoint (no config.json)")
+    try:
+        cfg = EmbodiedGPTConfig.from_dict(json.loads(f.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise EmbodiedError(f"{f}: unreadable config ({e})") from None
+    for part in (cfg.vision, cfg.llm):  # paths inside the checkpoint are stored relative to it
+        if part.pretrained and not Path(part.pretrained).is_absolute() and (path / part.pretrained).exists():
+            part.pretrained = str(path / part.pretrained)
+    return cfg
+
+
+def load_model(path: str | Path, cfg: EmbodiedGPTConfig | None = None, tokenizer=None) -> EmbodiedGPT:
+    """Build the model from its config (the frozen parts from their directories) and load the
+    trained weights. `cfg` may override the stored config (e.g. to unfreeze a part)."""
+    from embodied.modeling import load_hf
+
+    path = Path(path)
+    cfg = cfg or read_config(path)
+    if tokenizer is None and (path / "tokenizer").is_dir():
+        from transformers import AutoTokenizer
+
+        tokenizer = load_hf(AutoTokenizer, str(path / "tokenizer"), f"{path}/tokenizer")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    model = EmbodiedGPT(cfg, tokenizer=tokenizer)
+    load_weights(model, path / "model.safetensors")
+    return model
+
+
+def load_weights(model: EmbodiedGPT, file: str | Path) -> None:
+    file = Path(file)
+    if not file.exists():
+        raise EmbodiedError(f"{file}: weights file not found")
+    state = load_file(str(file))
+    params = dict(model.named_parameters())
+    unknown = [k for k in state if k not in params]
+    if unknown:
+        raise EmbodiedError(f"{file}: weights for parameters this model does not have: {unknown[:3]} "
+                            f"({len(unknown)} in all); was it saved with another config?")
+    for k, v in state.items():
+        if params[k].shape != v.shape:
+            raise EmbodiedError(f"{file}: '{k}' has shape {tuple(v.shape)}, the model expects {tuple(params[k].shape)}")
+    # A trainable ViT loaded from a directory (the tiny recipe's stage 1, resumed) has its weights there.
+    expected = {k for k, p in params.items() if p.requires_grad
+                and not (k.startswith("vision.backbone.") and model.cfg.vision.pretrained)}
+    missing = sorted(expected - set(state))
+    if missing:
+        raise EmbodiedError(f"{file}: no weights for trainable parameters {missing[:3]} ({len(missing)} in all)")
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v.to(params[k].dtype))

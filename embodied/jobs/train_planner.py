@@ -1,0 +1,258 @@
+"""`embodied train-planner`: the planner's training stages, one script for CPU, DDP, FSDP and DeepSpeed
+(`accelerate launch ... -m embodied.cli train-planner ...`).
+
+stage=lm     tiny recipe only: train the BPE tokenizer and pretrain the tiny Llama on the corpus text
+             (the stand-in for LLaMA's pretraining); writes a Hugging Face model directory.
+stage=align  video -> description (EgoCOT captions). The tiny recipe also trains its ViT here.
+stage=plan   video + instruction -> the EgoCOT plan that remains.
+
+Data order is a function of (seed, step), and the checkpoint holds optimizer, scheduler, step and RNG
+state, so a resumed run continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from embodied.errors import EmbodiedError
+
+STATE = "trainer_state.pt"
+
+
+def run(cfg: DictConfig, default_dir: Path) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from embodied.cli import save_config
+
+    out = Path(cfg.out) if cfg.out else default_dir
+    if cfg.stage not in ("lm", "align", "plan"):
+        raise EmbodiedError(f"stage={cfg.stage!r}: expected lm, align or plan")
+    if not cfg.data:
+        raise EmbodiedError("data is not set: give an EgoCOT-format .jsonl/.json file (e.g. from `embodied corpus`)")
+    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
+    if accelerator.is_main_process:
+        save_config(cfg, out)
+    set_seed(int(cfg.seed))
+    from embodied.datasets.egocot import EgoCOTDataset
+
+    data = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+    dataset = EgoCOTDataset(data, min_score=cfg.min_score)
+    if len(dataset) == 0:
+        raise EmbodiedError(f"data={data}: no samples")
+    ckpt = out / "checkpoint"
+    resume = bool(cfg.resume) and (ckpt / STATE).exists()
+    if cfg.stage == "lm":
+        model, save, step_fn, items = _lm_setup(cfg, dataset, ckpt if resume else None)
+    else:
+        model, save, step_fn, items = _vl_setup(cfg, dataset, ckpt if resume else None)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise EmbodiedError("nothing to train: every parameter is frozen")
+    opt = torch.optim.AdamW(params, lr=float(cfg.lr), weight_decay=float(cfg.weight_decay))
+    from transformers import get_cosine_schedule_with_warmup
+
+    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup), int(cfg.steps))
+    start = 0
+    if resume:
+        state = torch.load(ckpt / STATE, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["step"])
+        accelerator.print(f"resuming from {ckpt} at step {start}")
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    accelerator.init_trackers(f"train_planner_{cfg.stage}", config=_flat(OmegaConf.to_container(cfg, resolve=True)))
+
+    bs, world, rank = int(cfg.batch_size), accelerator.num_processes, accelerator.process_index
+    bar = tqdm(range(start, int(cfg.steps)), initial=start, total=int(cfg.steps), desc=f"train-planner {cfg.stage}",
+               disable=not accelerator.is_main_process)
+    losses = []
+    for step in bar:
+        idx = batch_indices(len(items), bs * world, step, int(cfg.seed))[rank::world]
+        batch = [items[i] for i in idx]
+        model.train()
+        loss = step_fn(model, batch)
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(params, float(cfg.grad_clip))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        loss_v = accelerator.gather(loss.detach()[None]).mean().item()
+        if not math.isfinite(loss_v):
+            raise EmbodiedError(f"loss became {loss_v} at step {step + 1}; lower lr (now {cfg.lr})")
+        losses.append(loss_v)
+        bar.set_postfix(loss=f"{loss_v:.3f}")
+        if (step + 1) % int(cfg.log_every) == 0:
+            accelerator.log({"loss": float(np.mean(losses[-int(cfg.log_every):])), "lr": sched.get_last_lr()[0]}, step=step + 1)
+        if (step + 1) % int(cfg.save_every) == 0 or step + 1 == int(cfg.steps):
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                _save(ckpt, accelerator.unwrap_model(model), save, opt, sched, step + 1)
+    accelerator.end_training()
+    summary = {"stage": cfg.stage, "steps": int(cfg.steps), "samples": len(items),
+               "final_loss": float(np.mean(losses[-10:])) if losses else None, "checkpoint": str(ckpt)}
+    if accelerator.is_main_process and cfg.stage == "plan" and int(cfg.eval_samples) > 0:
+        summary["train_plan_exact_match"] = _plan_check(accelerator.unwrap_model(model), dataset, int(cfg.eval_samples))
+    if accelerator.is_main_process:
+        from embodied.io import write_json
+
+        write_json(out / "summary.json", summary)
+        print(json.dumps(summary))
+    return summary
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """TensorBoard's hparams take scalars only."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def batch_indices(n: int, global_batch: int, step: int, seed: int) -> list[int]:
+    """The samples of global step `step`: consecutive slices of a per-epoch permutation seeded by
+    (seed, epoch), so any step's batch can be recomputed on resume without replaying the run."""
+    out = []
+    pos = step * global_batch
+    while len(out) < global_batch:
+        epoch, offset = divmod(pos, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = min(global_batch - len(out), n - offset)
+        out += perm[offset: offset + take].tolist()
+        pos += take
+    return out
+
+
+def _save(ckpt: Path, model, save: Callable, opt, sched, step: int) -> None:
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "rng": torch.get_rng_state()}
+    save(model, ckpt, {STATE: lambda p: torch.save(state, p)})
+
+
+# -- stage lm: the tiny LLM's pretraining --------------------------------------------------------
+def _lm_texts(dataset) -> list[str]:
+    from embodied.modeling import DESCRIBE_PROMPT, TEMPLATE, VIDEO_TOKEN, plan_prompt
+
+    texts = []
+    for s in dataset.samples:
+        for prompt, answer in ((DESCRIBE_PROMPT, s["caption"]), (plan_prompt(s["instruction"]), s["planning"])):
+            texts.append(TEMPLATE.replace(VIDEO_TOKEN, "").format(prompt=prompt) + answer)
+    return sorted(set(texts))
+
+
+def _lm_setup(cfg, dataset, resume_dir: Path | None):
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from embodied.modeling import LLMConfig, llama_config, load_hf
+    from embodied.tokenizer import train_tokenizer
+
+    texts = _lm_texts(dataset)
+    if resume_dir is not None:
+        tok = load_hf(AutoTokenizer, str(resume_dir), "resume")
+        model = load_hf(LlamaForCausalLM, str(resume_dir), "resume")
+    else:
+        tok = train_tokenizer(texts, int(cfg.tokenizer_vocab))
+        model = LlamaForCausalLM(llama_config(LLMConfig(**OmegaConf.to_container(cfg.model.llm)), len(tok)))
+    model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id = (
+        tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+
+    def step_fn(m, batch):
+        enc = tok([f"{tok.bos_token}{t}{tok.eos_token}" for t in batch], return_tensors="pt", padding=True,
+                  add_special_tokens=False, truncation=True, max_length=int(cfg.model.llm.max_position))
+        enc = {k: v.to(next(m.parameters()).device) for k, v in enc.items()}
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        return m(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels).loss
+
+    def save(m, path, extra):
+        _save_dir(path, lambda tmp: (m.save_pretrained(tmp), tok.save_pretrained(tmp)), extra)
+
+    return model, save, step_fn, texts
+
+
+def _save_dir(path: Path, write: Callable, extra: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        for name, writer in extra.items():
+            writer(tmp / name)
+        old = path.with_name(f".{path.name}.old{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- stages align and plan: the vision-language model ---------------------------------------------
+def model_config(cfg):
+    from embodied.modeling import EmbodiedGPTConfig
+
+    return EmbodiedGPTConfig.from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def build_model(cfg, start_from: Path | None):
+    """The job's model config; the weights of `start_from` (a checkpoint) when given, whose bundled
+    backbones replace the config's paths (their freeze flags stay the job's)."""
+    from embodied.checkpoint import load_model, read_config
+    from embodied.modeling import EmbodiedGPT
+
+    mcfg = model_config(cfg)
+    if start_from is None:
+        return EmbodiedGPT(mcfg)
+    saved = read_config(start_from)
+    for part in ("vision", "llm"):
+        if (start_from / part).is_dir() or not getattr(mcfg, part).pretrained:
+            getattr(mcfg, part).pretrained = getattr(saved, part).pretrained
+    mcfg.eformer.blip2 = None
+    return load_model(start_from, cfg=mcfg)
+
+
+def _vl_setup(cfg, dataset, resume_dir: Path | None):
+    from embodied.checkpoint import save_model
+    from embodied.modeling import DESCRIBE_PROMPT, plan_prompt
+
+    init = Path(cfg.init) if cfg.init else None
+    if init is not None and not (init / "config.json").exists():
+        raise EmbodiedError(f"init={init}: not an EmbodiedGPT checkpoint (no config.json)")
+    model = build_model(cfg, resume_dir or init)
+    align = cfg.stage == "align"
+
+    def step_fn(m, batch):
+        video = torch.stack([b["video"] for b in batch])
+        if align:
+            return m(video, [DESCRIBE_PROMPT] * len(batch), [b["caption"] for b in batch], eformer_text=[""] * len(batch))
+        return m(video, [plan_prompt(b["instruction"]) for b in batch], [b["planning"] for b in batch],
+                 eformer_text=[b["instruction"] for b in batch])
+
+    def save(m, path, extra):
+        save_model(m, path, bundle=bool(cfg.bundle), extra=extra)
+
+    return model, save, step_fn, dataset
+
+
+def _plan_check(model, dataset, n: int) -> float:
+    """Exact-match rate of generated plans on the first n samples (a quick sanity figure, not an eval)."""
+    from embodied.modeling import plan_prompt
+
+    model.eval()
+    batch = [dataset[i] for i in range(min(n, len(dataset)))]
+    outs = model.generate(torch.stack([b["video"] for b in batch]), [plan_prompt(b["instruction"]) for b in batch],
+                          max_new_tokens=int(model.cfg.max_answer_len), eformer_text=[b["instruction"] for b in batch])
+    return float(np.mean([o.strip() == b["planning"].strip() for o, b in zip(outs, batch)]))

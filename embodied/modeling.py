@@ -1,0 +1,572 @@
+"""EmbodiedGPT: egocentric video -> frozen ViT -> Embodied-former (queries + text) -> language mapping
+-> frozen LLM with a prefix adapter -> plan text.
+
+One file, top to bottom: configs, VisionEncoder, EmbodiedFormer, EmbodiedGPT. The same code builds the
+7B configuration (CLIP ViT-L/14 + LLaMA-7B from local directories) and the tiny one trained here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from embodied.errors import EmbodiedError
+
+# CLIP's pixel statistics; a pretrained ViT expects its inputs normalised with them.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+VIDEO_TOKEN = "<video>"  # where the mapped query tokens go in the chat template
+TEMPLATE = "Human: " + VIDEO_TOKEN + "\n{prompt}\nAssistant: "
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class VisionConfig:
+    pretrained: str | None = None  # local HF directory (CLIPVisionModel or a full CLIPModel)
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_size: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16
+    intermediate_size: int = 4096
+    frames: int = 8  # frames per clip
+    temporal_patch: int = 2  # Conv3D kernel and stride in time, as in EmbodiedGPT
+    freeze: bool = True  # the ViT; the video patch embedding has its own switch
+    train_patch_embed: bool = True
+
+
+@dataclass
+class EFormerConfig:
+    num_queries: int = 32
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    cross_attention_freq: int = 2  # layers 0, f, 2f, ... cross-attend to the visual tokens (BLIP-2's rule)
+    max_text_len: int = 64
+    dropout: float = 0.1
+    blip2: str | None = None  # local HF BLIP-2 directory to initialise the queries and layers from
+
+
+@dataclass
+class LLMConfig:
+    pretrained: str | None = None  # local HF causal-LM directory (also holds the tokenizer)
+    hidden_size: int = 4096
+    num_layers: int = 32
+    num_heads: int = 32
+    intermediate_size: int = 11008
+    vocab_size: int = 32000
+    max_position: int = 2048
+    freeze: bool = True
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+@dataclass
+class AdapterConfig:
+    type: str = "adaption_prompt"  # LLaMA-Adapter; or prefix | lora | none
+    adapter_len: int = 10
+    adapter_layers: int = 30
+    num_virtual_tokens: int = 16  # prefix tuning
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class EmbodiedGPTConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    eformer: EFormerConfig = field(default_factory=EFormerConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    max_prompt_len: int = 96
+    max_answer_len: int = 160
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EmbodiedGPTConfig":
+        parts = {"vision": VisionConfig, "eformer": EFormerConfig, "llm": LLMConfig, "adapter": AdapterConfig}
+        kwargs = {}
+        for key, value in d.items():
+            if key in parts:
+                known = {f.name for f in dataclasses.fields(parts[key])}
+                unknown = set(value) - known
+                if unknown:
+                    raise EmbodiedError(f"model.{key}: unknown field(s) {sorted(unknown)}; expected {sorted(known)}")
+                kwargs[key] = parts[key](**value)
+            elif key in {f.name for f in dataclasses.fields(cls)}:
+                kwargs[key] = value
+            elif key != "name":
+                raise EmbodiedError(f"model: unknown field '{key}'")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vision
+# ---------------------------------------------------------------------------------------------
+class VisionEncoder(nn.Module):
+    """A transformers CLIP ViT with a temporal Conv3D patch embedding for clips.
+
+    The Conv3D (kernel and stride (t, p, p)) is inflated from the ViT's 2D patch embedding: each of its
+    t time slices holds the 2D kernel divided by t, so a still clip embeds exactly as the still image
+    does and pretrained weights keep their meaning. Each of the T/t time slots is then encoded by the
+    ViT on its own (attention cost grows linearly with the clip, not quadratically), and a learned
+    temporal embedding, zero at the start, tells the Embodied-former which slot a token came from.
+    """
+
+    def __init__(self, cfg: VisionConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        self.cfg = cfg
+        if backbone is None:
+            if cfg.pretrained:
+                backbone = load_hf(CLIPVisionModel, cfg.pretrained, "model.vision.pretrained")
+            else:
+                backbone = CLIPVisionModel(CLIPVisionConfig(
+                    image_size=cfg.image_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+                    num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                    intermediate_size=cfg.intermediate_size))
+        bc = backbone.config
+        if (bc.image_size, bc.patch_size, bc.hidden_size) != (cfg.image_size, cfg.patch_size, cfg.hidden_size):
+            # The checkpoint decides: record its real sizes so the rest of the model is built to fit.
+            cfg.image_size, cfg.patch_size, cfg.hidden_size = bc.image_size, bc.patch_size, bc.hidden_size
+            cfg.num_layers, cfg.num_heads, cfg.intermediate_size = (
+                bc.num_hidden_layers, bc.num_attention_heads, bc.intermediate_size)
+        self.backbone = backbone
+        if cfg.frames % cfg.temporal_patch:
+            raise EmbodiedError(f"model.vision.frames={cfg.frames} is not a multiple of temporal_patch={cfg.temporal_patch}")
+        conv2d = backbone.embeddings.patch_embedding
+        t, p = cfg.temporal_patch, cfg.patch_size
+        self.patch_embed3d = nn.Conv3d(3, cfg.hidden_size, (t, p, p), stride=(t, p, p), bias=conv2d.bias is not None)
+        self.inflate()
+        self.temporal_embed = nn.Parameter(torch.zeros(cfg.frames // t, cfg.hidden_size))
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1, 1), persistent=False)
+        self.backbone.requires_grad_(not cfg.freeze)
+        self.patch_embed3d.requires_grad_(cfg.train_patch_embed)
+        self.temporal_embed.requires_grad_(cfg.train_patch_embed)
+
+    @torch.no_grad()
+    def inflate(self) -> None:
+        w2d = self.backbone.embeddings.patch_embedding.weight  # (D, 3, p, p)
+        t = self.cfg.temporal_patch
+        self.patch_embed3d.weight.copy_(repeat(w2d, "d c h w -> d c t h w", t=t) / t)
+        if self.patch_embed3d.bias is not None:
+            self.patch_embed3d.bias.copy_(self.backbone.embeddings.patch_embedding.bias)
+
+    @property
+    def num_tokens(self) -> int:
+        per_slot = (self.cfg.image_size // self.cfg.patch_size) ** 2 + 1
+        return per_slot * self.cfg.frames // self.cfg.temporal_patch
+
+    def train(self, mode: bool = True) -> "VisionEncoder":
+        super().train(mode)
+        if self.cfg.freeze:  # a frozen ViT stays in eval mode (dropout off) whatever its parent does
+            self.backbone.eval()
+        return self
+
+    def preprocess(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 or float in [0, 1]: (H, W, 3), (T, H, W, 3) or (B, T, H, W, 3) -> normalised (B, 3, T, S, S)."""
+        if not torch.is_tensor(video):
+            video = torch.as_tensor(video)
+        if video.dim() == 3:  # one image
+            video = video[None]
+        if video.dim() == 4:
+            video = video[None]
+        if video.dim() != 5 or video.shape[-1] != 3:
+            raise EmbodiedError(f"video: expected (B, T, H, W, 3) frames, got shape {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        frames = self.cfg.frames
+        if t == 1:  # a single image: repeated so that the inflated kernel sees it as a still clip
+            video = video.expand(b, self.cfg.temporal_patch, *video.shape[2:])
+        elif t != frames:  # resample evenly in time
+            idx = torch.linspace(0, t - 1, frames, device=video.device).round().long()
+            video = video[:, idx]
+        x = video.to(self.mean.device)
+        x = x.float() / 255.0 if not x.is_floating_point() else x.float()
+        x = rearrange(x, "b t h w c -> (b t) c h w")
+        s = self.cfg.image_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
+        return (x - self.mean) / self.std
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """Visual tokens (B, slots * (patches + 1), D)."""
+        x = self.preprocess(video).to(self.patch_embed3d.weight.dtype)
+        slots = x.shape[2] // self.cfg.temporal_patch
+        grad = torch.is_grad_enabled() and (self.patch_embed3d.weight.requires_grad or not self.cfg.freeze)
+        with torch.set_grad_enabled(grad):  # frozen and nothing upstream to train: no activations kept
+            patches = rearrange(self.patch_embed3d(x), "b d t h w -> (b t) (h w) d")
+            emb = self.backbone.embeddings
+            cls = emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+            h = torch.cat([cls, patches], 1) + emb.position_embedding.weight[: patches.shape[1] + 1]
+            h = self.backbone.pre_layrnorm(h)
+            h = self.backbone.encoder(inputs_embeds=h).last_hidden_state
+            h = self.backbone.post_layernorm(h)
+        h = rearrange(h, "(b t) n d -> b t n d", t=slots) + self.temporal_embed[:slots, None].to(h.dtype)
+        return rearrange(h, "b t n d -> b (t n) d")
+
+    def global_feature(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean of the slots' CLS tokens: one vector per clip (for the policy's global input)."""
+        per_slot = (self.cfg.image_size // self.cfg.patch_size) ** 2 + 1
+        return rearrange(tokens, "b (t n) d -> b t n d", n=per_slot)[:, :, 0].mean(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embodied-former
+# ---------------------------------------------------------------------------------------------
+class Attention(nn.Module):
+    """BERT-style attention block (post-LN), named like BLIP-2's Q-Former so its weights map 1:1."""
+
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        kv_dim = kv_dim or dim
+        self.heads, self.dropout = heads, dropout
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(kv_dim, dim), nn.Linear(kv_dim, dim)
+        self.dense, self.norm = nn.Linear(dim, dim), nn.LayerNorm(dim, eps=1e-12)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = (rearrange(f(t), "b n (h d) -> b h n d", h=self.heads)
+                   for f, t in ((self.query, x), (self.key, kv), (self.value, kv)))
+        attn_mask = None if mask is None else mask[:, None, None, :].bool()
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        o = F.dropout(self.dense(rearrange(o, "b h n d -> b n (h d)")), self.dropout, self.training)
+        return self.norm(x + o)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1, self.fc2, self.norm, self.dropout = nn.Linear(dim, hidden), nn.Linear(hidden, dim), nn.LayerNorm(dim, eps=1e-12), dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + F.dropout(self.fc2(F.gelu(self.fc1(x))), self.dropout, self.training))
+
+
+class EFormerLayer(nn.Module):
+    """Self-attention over [queries; text], cross-attention from the queries to the visual tokens,
+    then separate feed-forward networks for queries and text (as the Q-Former has)."""
+
+    def __init__(self, cfg: EFormerConfig, vision_width: int, cross: bool, last: bool = False):
+        super().__init__()
+        d = cfg.hidden_size
+        self.self_attn = Attention(d, cfg.num_heads, dropout=cfg.dropout)
+        self.cross_attn = Attention(d, cfg.num_heads, kv_dim=vision_width, dropout=cfg.dropout) if cross else None
+        self.ffn_query = FeedForward(d, cfg.intermediate_size, cfg.dropout)
+        # Only the queries leave the last layer: a text FFN there would never get a gradient (and DDP
+        # would have to be told to look for unused parameters).
+        self.ffn_text = None if last else FeedForward(d, cfg.intermediate_size, cfg.dropout)
+
+    def forward(self, q: torch.Tensor, text: torch.Tensor | None, visual: torch.Tensor,
+                mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n = q.shape[1]
+        x = q if text is None else torch.cat([q, text], 1)
+        x = self.self_attn(x, x, mask)
+        q, text = x[:, :n], (None if text is None else x[:, n:])
+        if self.cross_attn is not None:
+            q = self.cross_attn(q, visual)
+        return self.ffn_query(q), (None if text is None or self.ffn_text is None else self.ffn_text(text))
+
+
+class EmbodiedFormer(nn.Module):
+    """Learnable embodied queries that read the visual tokens, optionally conditioned on text
+    (the instruction when planning, the current sub-goal when driving the policy)."""
+
+    def __init__(self, cfg: EFormerConfig, vision_width: int, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, d) * 0.02)
+        self.word_embeddings = nn.Embedding(vocab_size, d)
+        self.position_embeddings = nn.Embedding(cfg.max_text_len, d)
+        self.layernorm = nn.LayerNorm(d, eps=1e-12)
+        self.layers = nn.ModuleList(EFormerLayer(cfg, vision_width, i % cfg.cross_attention_freq == 0,
+                                                 last=i == cfg.num_layers - 1) for i in range(cfg.num_layers))
+
+    def forward(self, visual: torch.Tensor, text_ids: torch.Tensor | None = None,
+                text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Nv, Dv) visual tokens [+ (B, L) text ids] -> (B, num_queries, hidden) query features."""
+        b = visual.shape[0]
+        q = self.layernorm(self.query_tokens.expand(b, -1, -1)).to(visual.dtype)
+        text, mask = None, None
+        if text_ids is not None and text_ids.shape[1] > 0:
+            text_ids = text_ids[:, : self.cfg.max_text_len]
+            pos = torch.arange(text_ids.shape[1], device=text_ids.device)
+            text = self.layernorm(self.word_embeddings(text_ids) + self.position_embeddings(pos)).to(visual.dtype)
+            tm = torch.ones_like(text_ids) if text_mask is None else text_mask[:, : text_ids.shape[1]]
+            mask = torch.cat([torch.ones(b, q.shape[1], dtype=tm.dtype, device=tm.device), tm], 1)
+        for layer in self.layers:
+            q, text = layer(q, text, visual, mask)
+        return q
+
+    @torch.no_grad()
+    def load_blip2(self, path: str) -> list[str]:
+        """Initialise the queries and layers from a local HF BLIP-2 checkpoint's Q-Former.
+        Returns the names of our parameters that were set; the text embeddings stay ours."""
+        from transformers import Blip2Model
+
+        blip = load_hf(Blip2Model, path, "model.eformer.blip2")
+        src = blip.state_dict()
+        mapped: dict[str, str] = {"query_tokens": "query_tokens", "layernorm.weight": "qformer.layernorm.weight",
+                                  "layernorm.bias": "qformer.layernorm.bias"}
+        for i, layer in enumerate(self.layers):
+            pre = f"qformer.encoder.layer.{i}"
+            blocks = {"self_attn": "attention", "cross_attn": "crossattention"}
+            for ours, theirs in blocks.items():
+                if getattr(layer, ours) is None:
+                    continue
+                for proj in ("query", "key", "value"):
+                    mapped.update({f"layers.{i}.{ours}.{proj}.{w}": f"{pre}.{theirs}.attention.{proj}.{w}" for w in ("weight", "bias")})
+                mapped.update({f"layers.{i}.{ours}.dense.{w}": f"{pre}.{theirs}.output.dense.{w}" for w in ("weight", "bias")})
+                mapped.update({f"layers.{i}.{ours}.norm.{w}": f"{pre}.{theirs}.output.LayerNorm.{w}" for w in ("weight", "bias")})
+            # BLIP-2 keeps only the query FFN; the text FFN starts as its copy (both began as BERT's).
+            for ffn in ("ffn_query", "ffn_text") if layer.ffn_text is not None else ("ffn_query",):
+                for w in ("weight", "bias"):
+                    mapped[f"layers.{i}.{ffn}.fc1.{w}"] = f"{pre}.intermediate_query.dense.{w}"
+                    mapped[f"layers.{i}.{ffn}.fc2.{w}"] = f"{pre}.output_query.dense.{w}"
+                    mapped[f"layers.{i}.{ffn}.norm.{w}"] = f"{pre}.output_query.LayerNorm.{w}"
+        ours = dict(self.named_parameters())
+        done = []
+        for k, theirs in mapped.items():
+            if theirs not in src:
+                continue
+            if src[theirs].shape != ours[k].shape:
+                raise EmbodiedError(f"{path}: BLIP-2 weight '{theirs}' has shape {tuple(src[theirs].shape)}, "
+                                    f"model.eformer needs {tuple(ours[k].shape)} for '{k}'")
+            ours[k].copy_(src[theirs])
+            done.append(k)
+        if "query_tokens" not in done:
+            raise EmbodiedError(f"{path}: no BLIP-2 'query_tokens'; expected a Blip2Model checkpoint")
+        return done
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole model
+# ---------------------------------------------------------------------------------------------
+class EmbodiedGPT(nn.Module):
+    def __init__(self, cfg: EmbodiedGPTConfig, tokenizer=None, vision: nn.Module | None = None, llm: nn.Module | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.llm)
+        self.vision = VisionEncoder(cfg.vision, vision)
+        base = llm if llm is not None else build_llm(cfg.llm, len(self.tokenizer))
+        cfg.llm.hidden_size = base.config.hidden_size
+        cfg.llm.vocab_size = base.config.vocab_size
+        self.eformer = EmbodiedFormer(cfg.eformer, cfg.vision.hidden_size, len(self.tokenizer))
+        if cfg.eformer.blip2:
+            self.eformer.load_blip2(cfg.eformer.blip2)
+        self.mapping = nn.Linear(cfg.eformer.hidden_size, cfg.llm.hidden_size)  # the language mapping layer
+        if cfg.llm.freeze:
+            base.requires_grad_(False)
+        self.llm = add_adapter(base, cfg.adapter)
+
+    # -- text ---------------------------------------------------------------------------------
+    def _ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
+        return [self.tokenizer(t, add_special_tokens=False)["input_ids"][:limit] for t in texts]
+
+    def _text_input(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self._ids(texts, self.cfg.eformer.max_text_len)
+        n = max(1, max(len(i) for i in ids))
+        pad = self.tokenizer.pad_token_id or 0
+        t = torch.tensor([i + [pad] * (n - len(i)) for i in ids], device=self.device)
+        m = torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids], device=self.device)
+        return t, m
+
+    @property
+    def device(self) -> torch.device:
+        return self.mapping.weight.device
+
+    # -- the vision-language bridge ----------------------------------------------------------
+    def encode(self, video: torch.Tensor, text: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video (+ text for the E-former) -> (query features (B, Nq, De), visual tokens (B, Nv, Dv))."""
+        visual = self.vision(video)
+        if text is None:
+            return self.eformer(visual), visual
+        ids, mask = self._text_input(text)
+        return self.eformer(visual, ids, mask), visual
+
+    def _embed(self, ids: list[int]) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=self.device))
+
+    def _sequences(self, queries: torch.Tensor, prompts: Sequence[str], answers: Sequence[str] | None):
+        """Per sample: embeddings of [BOS, 'Human: ', mapped queries, prompt, 'Assistant: ', answer EOS]
+        and labels (-100 except the answer tokens)."""
+        tok = self.tokenizer
+        before, after = TEMPLATE.split(VIDEO_TOKEN)
+        mapped = self.mapping(queries).to(self.llm.get_input_embeddings().weight.dtype)
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        pre = bos + tok(before, add_special_tokens=False)["input_ids"]
+        seqs, labels = [], []
+        for i, prompt in enumerate(prompts):
+            post = tok(after.format(prompt=prompt), add_special_tokens=False)["input_ids"][-self.cfg.max_prompt_len:]
+            ans = []
+            if answers is not None:
+                ans = tok(answers[i], add_special_tokens=False)["input_ids"][: self.cfg.max_answer_len] + [tok.eos_token_id]
+            emb = torch.cat([self._embed(pre), mapped[i], self._embed(post + ans)])
+            seqs.append(emb)
+            labels.append([-100] * (len(pre) + mapped.shape[1] + len(post)) + ans)
+        return seqs, labels
+
+    def forward(self, video: torch.Tensor, prompts: Sequence[str], answers: Sequence[str],
+                eformer_text: Sequence[str] | None = None) -> torch.Tensor:
+        """Causal-LM loss over the answer tokens only."""
+        queries, _ = self.encode(video, eformer_text if eformer_text is not None else prompts)
+        seqs, labels = self._sequences(queries, prompts, answers)
+        n = max(len(s) for s in seqs)
+        emb = torch.stack([F.pad(s, (0, 0, 0, n - len(s))) for s in seqs])  # right padding
+        mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=self.device)
+        lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
+        return self.llm(inputs_embeds=emb, attention_mask=mask, labels=lab).loss
+
+    @torch.no_grad()
+    def generate(self, video: torch.Tensor, prompts: Sequence[str], max_new_tokens: int = 128,
+                 eformer_text: Sequence[str] | None = None, **gen_kwargs) -> list[str]:
+        """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned."""
+        queries, _ = self.encode(video, eformer_text if eformer_text is not None else prompts)
+        seqs, _ = self._sequences(queries, prompts, None)
+        n = max(len(s) for s in seqs)
+        emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])
+        mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        tok = self.tokenizer
+        gen_kwargs.setdefault("do_sample", False)
+        llm = self.llm
+        if hasattr(llm, "get_base_model"):
+            # peft's own generate() hides `inputs_embeds` from transformers; the adapters live inside the
+            # base model's modules anyway, except prefix tuning's, which is a pre-filled KV cache.
+            if self.cfg.adapter.type == "prefix":
+                n_virtual = llm.peft_config["default"].num_virtual_tokens
+                gen_kwargs["past_key_values"] = llm.get_prompt(emb.shape[0], max_cache_len=n + n_virtual + max_new_tokens)
+                mask = torch.cat([mask.new_ones(mask.shape[0], n_virtual), mask], 1)
+            llm = llm.get_base_model()
+        out = llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                                eos_token_id=tok.eos_token_id, **gen_kwargs)
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128) -> str:
+        """One clip (T, H, W, 3) and the instruction -> plan text in EgoCOT's schema."""
+        return self.generate(video if torch.is_tensor(video) and video.dim() == 5 else torch.as_tensor(video)[None],
+                             [plan_prompt(instruction)], max_new_tokens, eformer_text=[instruction])[0]
+
+    # -- parameters and checkpoints ----------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: p.detach().cpu().contiguous() for k, p in self.named_parameters() if p.requires_grad}
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from embodied.checkpoint import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **overrides) -> "EmbodiedGPT":
+        from embodied.checkpoint import load_model
+
+        return load_model(path, **overrides)
+
+
+def plan_prompt(instruction: str) -> str:
+    return f"The task is: {instruction}. What is the plan from here?" if instruction else "What is the plan from here?"
+
+
+DESCRIBE_PROMPT = "Describe what the robot is doing."
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the frozen parts from local directories
+# ---------------------------------------------------------------------------------------------
+def load_hf(cls, path: str, field_name: str, **kwargs):
+    """`cls.from_pretrained` from a local directory only, with one clear error line when it fails."""
+    p = Path(path).expanduser()
+    marker = "tokenizer_config.json" if "Tokenizer" in cls.__name__ else "config.json"
+    if not p.is_dir() or not (p / marker).exists():
+        raise EmbodiedError(f"{field_name}={path}: not a local Hugging Face directory (no {marker}); "
+                            "weights are never downloaded, give the path of a saved model")
+    try:
+        return cls.from_pretrained(str(p), local_files_only=True, **kwargs)
+    except Exception as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise EmbodiedError(f"{field_name}={path}: cannot load {cls.__name__} ({msg[:200]})") from None
+
+
+def _dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise EmbodiedError(f"model.llm.dtype={name!r}: expected float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(cfg: LLMConfig):
+    from transformers import AutoTokenizer
+
+    if not cfg.pretrained:
+        raise EmbodiedError("model.llm.pretrained is not set: the tokenizer is loaded from the LLM's directory "
+                            "(`embodied train-planner stage=lm` makes one for the tiny model)")
+    tok = load_hf(AutoTokenizer, cfg.pretrained, "model.llm.pretrained", trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token_id is None:  # LLaMA ships without one; EOS is never attended to once padded
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def build_llm(cfg: LLMConfig, vocab_size: int | None = None) -> nn.Module:
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    if cfg.pretrained:
+        return load_hf(AutoModelForCausalLM, cfg.pretrained, "model.llm.pretrained", dtype=_dtype(cfg.dtype),
+                       trust_remote_code=cfg.trust_remote_code)
+    return LlamaForCausalLM(llama_config(cfg, vocab_size)).to(_dtype(cfg.dtype))
+
+
+def llama_config(cfg: LLMConfig, vocab_size: int | None = None):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size or cfg.vocab_size, hidden_size=cfg.hidden_size,
+                       intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+                       num_attention_heads=cfg.num_heads, max_position_embeddings=cfg.max_position,
+                       bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+
+
+def add_adapter(llm: nn.Module, cfg: AdapterConfig) -> nn.Module:
+    """Wrap the (frozen) LLM with a peft adapter: LLaMA-Adapter prompts, prefix tuning or LoRA."""
+    import peft
+
+    if cfg.type == "none":
+        return llm
+    if cfg.type == "adaption_prompt":
+        n_layers = llm.config.num_hidden_layers
+        pc = peft.AdaptionPromptConfig(adapter_len=cfg.adapter_len, adapter_layers=min(cfg.adapter_layers, n_layers),
+                                       task_type="CAUSAL_LM")
+    elif cfg.type == "prefix":
+        pc = peft.PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, task_type="CAUSAL_LM")
+    elif cfg.type == "lora":
+        pc = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.lora_targets),
+                             task_type="CAUSAL_LM")
+    else:
+        raise EmbodiedError(f"model.adapter.type={cfg.type!r}: expected adaption_prompt, prefix, lora or none")
+    with warnings.catch_warnings():  # peft calls a transformers API that is being renamed
+        warnings.simplefilter("ignore", FutureWarning)
+        return peft.get_peft_model(llm, pc)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+
+def config_json(cfg: EmbodiedGPTConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)
