@@ -38,9 +38,7 @@ def save_model(model: EmbodiedGPT, path: str | Path, bundle: bool = False, extra
             model.vision.backbone.save_pretrained(tmp / "vision")
             cfg.vision.pretrained, cfg.vision.freeze = "vision", True
         if bundle or _bundled(model.cfg.llm):
-            base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
-            base.save_pretrained(tmp / "llm")
-            model.tokenizer.save_pretrained(tmp / "llm")
+            _save_llm(model, tmp / "llm")
             cfg.llm.pretrained, cfg.llm.freeze = "llm", True
         state = {k: v for k, v in model.trainable_state_dict().items()
                  if not (k.startswith("vision.backbone.") and (bundle or _bundled(model.cfg.vision)))}
@@ -57,6 +55,32 @@ def save_model(model: EmbodiedGPT, path: str | Path, bundle: bool = False, extra
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _save_llm(model: EmbodiedGPT, out: Path) -> None:
+    """The LLM as it was before peft wrapped it: a copy of its directory, or (random init) its weights
+    with the adapter's wrapping taken out of the names."""
+    src = model.cfg.llm.pretrained
+    if src and Path(src).is_dir():
+        shutil.copytree(src, out, ignore=shutil.ignore_patterns("trainer_state.pt"))
+        return
+    import re
+
+    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
+    clean = type(base)(base.config)
+    wrapped = base.state_dict()
+    state = {}
+    for key in clean.state_dict():
+        for cand in (key, re.sub(r"\.self_attn\.", ".self_attn.model.", key), key.replace(".weight", ".base_layer.weight"),
+                     key.replace(".bias", ".base_layer.bias")):
+            if cand in wrapped:
+                state[key] = wrapped[cand]
+                break
+        else:
+            raise EmbodiedError(f"cannot find the LLM weight '{key}' under its adapter to save it")
+    clean.load_state_dict(state)
+    clean.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
 
 
 def read_config(path: str | Path) -> EmbodiedGPTConfig:

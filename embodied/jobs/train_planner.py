@@ -75,7 +75,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     accelerator.init_trackers(f"train_planner_{cfg.stage}", config=_flat(OmegaConf.to_container(cfg, resolve=True)))
 
     bs, world, rank = int(cfg.batch_size), accelerator.num_processes, accelerator.process_index
-    bar = tqdm(range(start, int(cfg.steps)), initial=start, total=int(cfg.steps), desc=f"train-planner {cfg.stage}",
+    # stop_after ends a time-limited slot early, checkpointed; the next invocation resumes from there.
+    stop = int(cfg.steps) if cfg.stop_after is None else min(int(cfg.steps), start + int(cfg.stop_after))
+    bar = tqdm(range(start, stop), initial=start, total=int(cfg.steps), desc=f"train-planner {cfg.stage}",
                disable=not accelerator.is_main_process)
     losses = []
     for step in bar:
@@ -96,14 +98,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         bar.set_postfix(loss=f"{loss_v:.3f}")
         if (step + 1) % int(cfg.log_every) == 0:
             accelerator.log({"loss": float(np.mean(losses[-int(cfg.log_every):])), "lr": sched.get_last_lr()[0]}, step=step + 1)
-        if (step + 1) % int(cfg.save_every) == 0 or step + 1 == int(cfg.steps):
+        if (step + 1) % int(cfg.save_every) == 0 or step + 1 == stop:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 _save(ckpt, accelerator.unwrap_model(model), save, opt, sched, step + 1)
     accelerator.end_training()
-    summary = {"stage": cfg.stage, "steps": int(cfg.steps), "samples": len(items),
+    summary = {"stage": cfg.stage, "steps": stop, "finished": stop == int(cfg.steps), "samples": len(items),
                "final_loss": float(np.mean(losses[-10:])) if losses else None, "checkpoint": str(ckpt)}
-    if accelerator.is_main_process and cfg.stage == "plan" and int(cfg.eval_samples) > 0:
+    if accelerator.is_main_process and cfg.stage == "plan" and int(cfg.eval_samples) > 0 and summary["finished"]:
         summary["train_plan_exact_match"] = _plan_check(accelerator.unwrap_model(model), dataset, int(cfg.eval_samples))
     if accelerator.is_main_process:
         from embodied.io import write_json

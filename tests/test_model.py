@@ -1,0 +1,201 @@
+"""The EmbodiedGPT model with real transformers/peft modules at toy sizes, and its loading paths
+(random models saved to a temp dir and loaded back the way a user's checkpoint is)."""
+import pytest
+import torch
+
+from embodied.datasets.egocot import format_plan
+from embodied.errors import EmbodiedError
+from embodied.modeling import (AdapterConfig, EFormerConfig, EmbodiedGPT, EmbodiedGPTConfig, LLMConfig,
+                               VisionConfig, VisionEncoder, count_parameters, plan_prompt)
+from embodied.tokenizer import train_tokenizer
+
+PLAN = format_plan("stack the red cube on the green cube",
+                   ["reach the red cube", "grasp the red cube", "place the red cube on the green cube"])
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_tokenizer([PLAN, "The robot arm is about to reach the can.", plan_prompt("lift the cube")] * 5, 300)
+
+
+def small_cfg(adapter="adaption_prompt") -> EmbodiedGPTConfig:
+    return EmbodiedGPTConfig(
+        vision=VisionConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+        eformer=EFormerConfig(num_queries=4, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0),
+        llm=LLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+        adapter=AdapterConfig(type=adapter, adapter_len=3, adapter_layers=2, num_virtual_tokens=3))
+
+
+def video(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, 8, 40, 40, 3), dtype=torch.uint8, generator=g)
+
+
+def test_inflated_video_embedding_matches_the_image_vit():
+    enc = VisionEncoder(small_cfg().vision).eval()
+    image = torch.randint(0, 256, (1, 1, 32, 32, 3), dtype=torch.uint8)
+    still = image.expand(1, 8, 32, 32, 3)
+    with torch.no_grad():
+        ref = enc.backbone(pixel_values=enc.preprocess(image)[:, :, 0]).last_hidden_state
+        ref = enc.backbone.post_layernorm(ref)
+        tokens = enc(still)
+    assert tokens.shape == (1, enc.num_tokens, 32) and enc.num_tokens == 4 * 5
+    for slot in range(4):  # every time slot of a still clip embeds as the image does
+        torch.testing.assert_close(tokens[:, slot * 5:(slot + 1) * 5], ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(enc(image), ref, atol=1e-5, rtol=1e-4)  # single images are accepted
+
+
+def test_frozen_parts_get_no_gradient_and_stay_in_eval(tok):
+    m = EmbodiedGPT(small_cfg(), tokenizer=tok)
+    m.train()
+    assert not m.vision.backbone.training
+    loss = m(video(), [plan_prompt("a"), plan_prompt("b")], [PLAN, "Task: x."])
+    loss.backward()
+    frozen = [p for p in m.vision.backbone.parameters()] + [p for n, p in m.llm.named_parameters() if "adaption" not in n]
+    assert all(not p.requires_grad and p.grad is None for p in frozen)
+    for mod in (m.vision.patch_embed3d, m.eformer.layers[0].cross_attn, m.mapping):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
+    adapter = [p for n, p in m.llm.named_parameters() if p.requires_grad]
+    assert adapter and all(p.grad is not None for p in adapter)
+    c = count_parameters(m)
+    assert c["trainable"] == sum(p.numel() for p in m.parameters() if p.requires_grad) < c["total"]
+
+
+def test_loss_covers_answer_tokens_only(tok):
+    m = EmbodiedGPT(small_cfg(), tokenizer=tok)
+    q, _ = m.encode(video(1), ["x"])
+    seqs, labels = m._sequences(q, [plan_prompt("lift")], ["Task: lift."])
+    answer = tok("Task: lift.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(seqs[0]) == len(labels[0])
+    assert [l for l in labels[0] if l != -100] == answer
+    assert labels[0][-len(answer):] == answer
+
+
+@pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix", "lora"])
+def test_batched_cached_generation_matches_step_by_step(tok, adapter):
+    torch.manual_seed(0)
+    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
+    with torch.no_grad():  # make adapters non-trivial (LLaMA-Adapter's gate and LoRA's B start at zero)
+        for p in m.llm.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    v = video(2)
+    prompts = [plan_prompt("lift the cube"), "x"]  # different lengths: left padding must not matter
+    batched = m.generate(v, prompts, max_new_tokens=6, min_new_tokens=6)
+    for i in range(2):
+        q, _ = m.encode(v[i:i + 1], prompts[i:i + 1])
+        seq = m._sequences(q, prompts[i:i + 1], None)[0][0][None]
+        ids = []
+        with torch.no_grad():
+            for _ in range(6):  # full forward, no cache
+                logits = m.llm(inputs_embeds=seq, attention_mask=torch.ones(seq.shape[:2], dtype=torch.long)).logits
+                logits[0, -1, tok.eos_token_id] = -float("inf")
+                nxt = int(logits[0, -1].argmax())
+                ids.append(nxt)
+                seq = torch.cat([seq, m.llm.get_input_embeddings()(torch.tensor([[nxt]]))], 1)
+        assert batched[i] == tok.decode(ids, skip_special_tokens=True).strip()
+
+
+def test_plan_returns_text(tok):
+    m = EmbodiedGPT(small_cfg(), tokenizer=tok).eval()
+    out = m.plan(video(1)[0], "stack the red cube", max_new_tokens=5)
+    assert isinstance(out, str)
+
+
+def test_checkpoint_round_trip(tok, tmp_path):
+    from embodied.checkpoint import load_model
+
+    torch.manual_seed(1)
+    m = EmbodiedGPT(small_cfg(), tokenizer=tok).eval()
+    m.save_pretrained(tmp_path / "ckpt")
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer", "vision", "llm"} <= files
+    m2 = load_model(tmp_path / "ckpt").eval()
+    v = video(1)
+    with torch.no_grad():
+        a = m(v, ["p"], ["Task: a."])
+        b = m2(v, ["p"], ["Task: a."])
+    torch.testing.assert_close(a, b)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    assert set(saved) == {k for k, p in m.named_parameters() if p.requires_grad}  # trainable weights only
+
+
+def test_loads_clip_and_llama_from_local_directories(tok, tmp_path):
+    from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
+
+    clip = CLIPModel(CLIPConfig(vision_config=dict(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=2,
+                                                   num_attention_heads=2, intermediate_size=64),
+                                text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                 intermediate_size=64, vocab_size=99)))
+    clip.save_pretrained(tmp_path / "clip")  # a full CLIP checkpoint, as openai/clip-vit-large-patch14 is
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96,
+                                         num_hidden_layers=2, num_attention_heads=2))
+    llama.save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    cfg = small_cfg()
+    cfg.vision.pretrained, cfg.llm.pretrained = str(tmp_path / "clip"), str(tmp_path / "llama")
+    cfg.vision.hidden_size = 999  # the checkpoint's real sizes win
+    m = EmbodiedGPT(cfg)
+    assert cfg.vision.hidden_size == 32 and cfg.llm.hidden_size == 48 and m.mapping.out_features == 48
+    torch.testing.assert_close(m.vision.backbone.embeddings.patch_embedding.weight,
+                               clip.vision_model.embeddings.patch_embedding.weight)
+    base = m.llm.get_base_model()
+    torch.testing.assert_close(base.model.layers[1].mlp.down_proj.weight, llama.model.layers[1].mlp.down_proj.weight)
+    assert len(m.tokenizer) == len(tok)
+
+
+def test_eformer_from_blip2_checkpoint(tok, tmp_path):
+    from transformers import Blip2Config, Blip2Model
+
+    blip = Blip2Model(Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16),
+        qformer_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            encoder_hidden_size=32, cross_attention_frequency=2),
+        text_config=dict(model_type="opt", hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
+                         vocab_size=100, word_embed_proj_dim=32), num_query_tokens=4))
+    blip.save_pretrained(tmp_path / "blip2")
+    cfg = small_cfg()
+    cfg.eformer.blip2 = str(tmp_path / "blip2")
+    m = EmbodiedGPT(cfg, tokenizer=tok)
+    sd = blip.state_dict()
+    torch.testing.assert_close(m.eformer.query_tokens, sd["query_tokens"])
+    torch.testing.assert_close(m.eformer.layers[0].cross_attn.key.weight, sd["qformer.encoder.layer.0.crossattention.attention.key.weight"])
+    torch.testing.assert_close(m.eformer.layers[1].self_attn.dense.bias, sd["qformer.encoder.layer.1.attention.output.dense.bias"])
+    torch.testing.assert_close(m.eformer.layers[0].ffn_text.fc1.weight, sd["qformer.encoder.layer.0.intermediate_query.dense.weight"])
+    assert m.eformer.layers[1].cross_attn is None  # BLIP-2's rule: cross-attention on every 2nd layer
+
+
+def test_bad_model_paths_give_one_clear_error(tok, tmp_path):
+    cfg = small_cfg()
+    cfg.vision.pretrained = str(tmp_path / "nowhere")
+    with pytest.raises(EmbodiedError, match="model.vision.pretrained=.*nowhere.*not a local Hugging Face"):
+        EmbodiedGPT(cfg, tokenizer=tok)
+    with pytest.raises(EmbodiedError, match="model.adapter.type='bogus'"):
+        EmbodiedGPT(EmbodiedGPTConfig.from_dict({**small_cfg().to_dict(), "adapter": {"type": "bogus"}}), tokenizer=tok)
+    with pytest.raises(EmbodiedError, match="unknown field"):
+        EmbodiedGPTConfig.from_dict({"vision": {"size": 3}})
+
+
+def test_7b_configuration_on_the_meta_device():
+    from hydra import compose, initialize_config_dir
+
+    from embodied.cli import config_dir
+    from embodied.jobs.model_info import build_on_meta, memory_estimate
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name="model_info", overrides=["model=egpt_7b"])
+    m = build_on_meta(cfg)
+    est = memory_estimate(m)
+    p = est["parameters"]
+    assert 300e6 < p["vision"]["total"] < 306e6 and p["vision"]["trainable"] == 0  # ViT-L/14: 303M, frozen
+    assert 6.70e9 < p["llm"]["total"] < 6.78e9  # LLaMA-7B: 6.74B
+    adapter = 30 * 10 * 4096 + 30  # LLaMA-Adapter: 10 prompts x 30 layers x 4096, plus a gate per layer
+    assert p["llm"]["trainable"] == adapter
+    assert p["eformer"]["trainable"] == p["eformer"]["total"] and p["mapping"]["total"] == 768 * 4096 + 4096
+    assert est["trainable"] == p["eformer"]["total"] + p["mapping"]["total"] + p["video_patch_embed"]["total"] + adapter
+    assert est["frozen"] == p["vision"]["total"] + p["llm"]["total"] - adapter
+    assert len(m.eformer.query_tokens[0]) == 32 and len(m.eformer.layers) == 12
+    assert 13 < est["bf16_inference_weights_GiB"] < 14

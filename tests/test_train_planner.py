@@ -1,0 +1,71 @@
+"""`embodied train-planner` end to end on a corpus from real demos: lm -> align -> plan stages, checkpoint
+contents, exact resume, and bad input."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+
+SMALL = ["model.vision.image_size=64", "model.vision.num_layers=1", "model.eformer.num_layers=2",
+         "model.llm.num_layers=2", "model.llm.hidden_size=64", "model.llm.intermediate_size=128",
+         "model.eformer.num_queries=4", "batch_size=2", "log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def stages(lift_demos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tp")
+    r = run_cli("corpus", f"demos=[{lift_demos}]", f"out={root / 'corpus'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = f"data={root / 'corpus' / 'egocot.jsonl'}"
+    r = run_cli("train-planner", "stage=lm", data, f"out={root / 'lm'}", "steps=4", "tokenizer_vocab=300", *SMALL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("train-planner", "stage=align", data, f"out={root / 'align'}", "steps=2",
+                f"model.llm.pretrained={root / 'lm' / 'checkpoint'}", "model.vision.freeze=false", *SMALL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root, data
+
+
+def test_stage_outputs(stages):
+    root, _ = stages
+    lm = root / "lm" / "checkpoint"
+    assert (lm / "tokenizer.json").exists() and (lm / "config.json").exists()
+    align = root / "align" / "checkpoint"
+    assert {p.name for p in align.iterdir()} >= {"config.json", "model.safetensors", "tokenizer", "vision", "trainer_state.pt"}
+    state = torch.load(align / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 2 and "optimizer" in state
+    assert list((root / "align").glob("train_planner_align/events.out.tfevents.*"))  # TensorBoard log
+    saved = load_file(str(align / "model.safetensors"))
+    assert not any(k.startswith("vision.backbone.") or ".self_attn.model." in k for k in saved)  # frozen parts stay out
+    assert any("adaption_prompt" in k for k in saved) and any(k.startswith("eformer.") for k in saved)
+
+
+def test_plan_stage_resumes_exactly(stages):
+    root, data = stages
+    common = ["stage=plan", data, f"init={root / 'align' / 'checkpoint'}", "steps=4", "save_every=100", "eval_samples=1", *SMALL]
+    r = run_cli("train-planner", *common, f"out={root / 'straight'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("train-planner", *common, f"out={root / 'split'}", "stop_after=2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.load(root / "split" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2
+    r = run_cli("train-planner", *common, f"out={root / 'split'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout + r.stderr
+    a = load_file(str(root / "straight" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(root / "split" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    summary = json.loads((root / "split" / "summary.json").read_text())
+    assert summary["finished"] and 0.0 <= summary["train_plan_exact_match"] <= 1.0
+
+
+def test_bad_input(stages, tmp_path):
+    root, data = stages
+    r = run_cli("train-planner", "stage=plan", data, f"init={tmp_path}", f"out={tmp_path / 'o'}", "steps=1")
+    assert r.returncode == 2 and "not an EmbodiedGPT checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("train-planner", "stage=plan", f"data={tmp_path / 'none.jsonl'}", f"out={tmp_path / 'o'}")
+    assert r.returncode == 2 and "none.jsonl: file not found" in r.stderr
+    r = run_cli("train-planner", "stage=align", data, f"out={tmp_path / 'o'}", "model.llm.pretrained=/nonexistent")
+    assert r.returncode == 2 and "model.llm.pretrained=/nonexistent" in r.stderr
