@@ -69,3 +69,19 @@ def test_bad_input(stages, tmp_path):
     assert r.returncode == 2 and "none.jsonl: file not found" in r.stderr
     r = run_cli("train-planner", "stage=align", data, f"out={tmp_path / 'o'}", "model.llm.pretrained=/nonexistent")
     assert r.returncode == 2 and "model.llm.pretrained=/nonexistent" in r.stderr
+
+
+def test_same_script_under_accelerate_ddp(stages):
+    """Unchanged under `accelerate launch` with two processes (DDP over gloo on CPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root, data = stages
+    accel = Path(sys.executable).with_name("accelerate")
+    r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embodied.cli", "train-planner",
+                        "stage=plan", data, f"init={root / 'align' / 'checkpoint'}", f"out={root / 'ddp'}", "steps=2",
+                        "eval_samples=0", *SMALL], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.load(root / "ddp" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2
