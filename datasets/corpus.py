@@ -26,6 +26,19 @@ def describe(subgoals: Sequence[str], index: int) -> str:
     return f"The robot arm is about to {subgoals[index]}. Done so far: {done}."
 
 
+def done_question(subgoal: str) -> str:
+    """The success-detection question the agent asks about its own execution video."""
+    return f"Is '{subgoal}' done?"
+
+
+def done_questions(subgoals: Sequence[str], index: int) -> list[dict]:
+    """Yes/no labels from the simulator: the sub-goal in progress is not done; the one before it is."""
+    qa = [{"question": done_question(subgoals[index]), "answer": "no"}]
+    if index > 0:
+        qa.append({"question": done_question(subgoals[index - 1]), "answer": "yes"})
+    return qa
+
+
 def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
     """Steps to cut clips at: the start of the episode and `per_segment` points spread over every
     sub-goal segment (its start included), so each remaining-plan length is represented."""
@@ -68,7 +81,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                     records.append({"id": f"{path.stem}/{name}/t{t}", "image": clip_name,
                                     "instruction": instruction, "caption": describe(subgoals, k),
                                     "planning": format_plan(instruction, subgoals[k:]), "score": 1.0,
-                                    "subgoal": subgoals[k], "subgoal_index": k})
+                                    "subgoal": subgoals[k], "subgoal_index": k, "qa": done_questions(subgoals, k)})
     if not records:
         raise EmbodiedError(f"no demos found in {[str(p) for p in demo_paths]}")
     out = out_dir / "egocot.jsonl"

@@ -103,7 +103,10 @@ def read_records(path: str | Path) -> list[dict]:
 
 
 class EgoCOTDataset(torch.utils.data.Dataset):
-    """EgoCOT-format samples: {"video": uint8 (T, H, W, 3) tensor, "caption", "planning", "instruction", "score"}.
+    """EgoCOT-format samples: {"video": uint8 (T, H, W, 3) tensor, "caption", "planning", "instruction", "score", "qa"}.
+
+    "qa" (our generated corpus only) lists {"question", "answer"} pairs about the clip, such as the
+    success-detection questions the agent asks about its execution video.
 
     `min_score` drops low-quality samples (EgoCOT scores its machine-written plans with CLIP).
     """
@@ -127,7 +130,8 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                     continue
                 self.samples.append({"image": r["image"], "root": base, "caption": str(r.get("caption", "")),
                                      "planning": str(r["planning"]), "instruction": str(r.get("instruction", "")),
-                                     "score": score, "id": str(r.get("id", f"{p.stem}:{i}"))})
+                                     "score": score, "id": str(r.get("id", f"{p.stem}:{i}")),
+                                     "qa": list(r.get("qa", []))})
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -135,7 +139,7 @@ class EgoCOTDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         clip = load_clip(s["image"], s["root"], self.n_frames)
-        return {"video": torch.from_numpy(clip), **{k: s[k] for k in ("caption", "planning", "instruction", "score", "id")}}
+        return {"video": torch.from_numpy(clip), **{k: s[k] for k in ("caption", "planning", "instruction", "score", "id", "qa")}}
 
 
 def plan_words(text: str) -> list[str]:

@@ -479,8 +479,11 @@ class EmbodiedGPT(nn.Module):
         return load_model(path, **overrides)
 
 
-def plan_prompt(instruction: str) -> str:
-    return f"The task is: {instruction}. What is the plan from here?" if instruction else "What is the plan from here?"
+def plan_prompt(instruction: str, experience: str = "") -> str:
+    """The planning question; `experience` (what went wrong so far) is added when re-planning."""
+    task = f"The task is: {instruction}. " if instruction else ""
+    exp = f"Experience: {experience} " if experience else ""
+    return f"{task}{exp}What is the plan from here?"
 
 
 DESCRIBE_PROMPT = "Describe what the robot is doing."

@@ -147,13 +147,11 @@ def _save(ckpt: Path, model, save: Callable, opt, sched, step: int) -> None:
 
 # -- stage lm: the tiny LLM's pretraining --------------------------------------------------------
 def _lm_texts(dataset) -> list[str]:
-    from embodied.modeling import DESCRIBE_PROMPT, TEMPLATE, VIDEO_TOKEN, plan_prompt
+    """Every (prompt, answer) text the later stages train on, without the video."""
+    from embodied.modeling import TEMPLATE, VIDEO_TOKEN
 
-    texts = []
-    for s in dataset.samples:
-        for prompt, answer in ((DESCRIBE_PROMPT, s["caption"]), (plan_prompt(s["instruction"]), s["planning"])):
-            texts.append(TEMPLATE.replace(VIDEO_TOKEN, "").format(prompt=prompt) + answer)
-    return sorted(set(texts))
+    pairs = training_pairs(dataset, "align") + training_pairs(dataset, "plan")
+    return sorted({TEMPLATE.replace(VIDEO_TOKEN, "").format(prompt=p["prompt"]) + p["answer"] for p in pairs})
 
 
 def _lm_setup(cfg, dataset, resume_dir: Path | None):
@@ -226,27 +224,59 @@ def build_model(cfg, start_from: Path | None):
     return load_model(start_from, cfg=mcfg)
 
 
+def training_pairs(dataset, stage: str) -> list[dict]:
+    """(sample, prompt, answer, E-former text) items. Stage plan mixes the plans with the corpus's
+    yes/no success-detection questions, and asks a fifth of the plan questions with an experience
+    line (as a re-plan does) so that the planner reads past it."""
+    import zlib
+
+    from embodied.modeling import DESCRIBE_PROMPT, plan_prompt
+
+    items = []
+    for i, s in enumerate(dataset.samples):
+        if stage == "align":
+            items.append({"i": i, "prompt": DESCRIBE_PROMPT, "answer": s["caption"], "etext": ""})
+            continue
+        experience = ""
+        if zlib.crc32(s["id"].encode()) % 5 == 0 and s["qa"]:
+            experience = f"'{s['qa'][0]['question'][4:-7]}' was not done in time."
+        items.append({"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
+                      "etext": s["instruction"]})
+        for qa in s["qa"]:
+            items.append({"i": i, "prompt": qa["question"], "answer": qa["answer"], "etext": qa["question"]})
+    return items
+
+
+class _Items:
+    """Training items with their clips loaded on access."""
+
+    def __init__(self, dataset, stage: str):
+        self.dataset, self.items = dataset, training_pairs(dataset, stage)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, j: int) -> dict:
+        it = self.items[j]
+        return {**it, "video": self.dataset[it["i"]]["video"]}
+
+
 def _vl_setup(cfg, dataset, resume_dir: Path | None):
     from embodied.checkpoint import save_model
-    from embodied.modeling import DESCRIBE_PROMPT, plan_prompt
 
     init = Path(cfg.init) if cfg.init else None
     if init is not None and not (init / "config.json").exists():
         raise EmbodiedError(f"init={init}: not an EmbodiedGPT checkpoint (no config.json)")
     model = build_model(cfg, resume_dir or init)
-    align = cfg.stage == "align"
 
     def step_fn(m, batch):
         video = torch.stack([b["video"] for b in batch])
-        if align:
-            return m(video, [DESCRIBE_PROMPT] * len(batch), [b["caption"] for b in batch], eformer_text=[""] * len(batch))
-        return m(video, [plan_prompt(b["instruction"]) for b in batch], [b["planning"] for b in batch],
-                 eformer_text=[b["instruction"] for b in batch])
+        return m(video, [b["prompt"] for b in batch], [b["answer"] for b in batch], eformer_text=[b["etext"] for b in batch])
 
     def save(m, path, extra):
         save_model(m, path, bundle=bool(cfg.bundle), extra=extra)
 
-    return model, save, step_fn, dataset
+    return model, save, step_fn, _Items(dataset, cfg.stage)
 
 
 def _plan_check(model, dataset, n: int) -> float:
