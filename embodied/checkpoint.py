@@ -138,3 +138,27 @@ def load_weights(model: EmbodiedGPT, file: str | Path) -> None:
     with torch.no_grad():
         for k, v in state.items():
             params[k].copy_(v.to(params[k].dtype))
+
+
+def load_perception(path: str | Path):
+    """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs."""
+    from transformers import AutoTokenizer
+
+    from embodied.modeling import EmbodiedFormer, VisionEncoder, load_hf
+
+    path = Path(path)
+    cfg = read_config(path)
+    tok_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else Path(cfg.llm.pretrained or "")
+    tokenizer = load_hf(AutoTokenizer, str(tok_dir), f"{path}: tokenizer")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    vision = VisionEncoder(cfg.vision)
+    eformer = EmbodiedFormer(cfg.eformer, cfg.vision.hidden_size, len(tokenizer))
+    state = load_file(str(path / "model.safetensors"))
+    for prefix, module in (("vision.", vision), ("eformer.", eformer)):
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        missing = [k for k, p in module.named_parameters() if p.requires_grad and k not in part]
+        if missing:
+            raise EmbodiedError(f"{path}/model.safetensors: no weights for {prefix}{missing[0]} ({len(missing)} in all)")
+        module.load_state_dict(part, strict=False)
+    return vision.eval(), eformer.eval(), tokenizer

@@ -16,6 +16,7 @@ JOBS = {
     "rollout": "embodied.jobs.rollout",
     "corpus": "embodied.jobs.corpus",
     "train-planner": "embodied.jobs.train_planner",
+    "train-policy": "embodied.jobs.train_policy",
     "model-info": "embodied.jobs.model_info",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

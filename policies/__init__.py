@@ -1,4 +1,53 @@
-"""Policies: the shared interface is `act(obs, subgoal) -> action` and `reset()`."""
+"""Policies: the shared interface is `act(obs, subgoal) -> action` and `reset()`.
+
+Learned policies (one folder each, config beside model): `egpt` (EmbodiedGPT: Embodied-former features
+conditioned on the sub-goal), `global` (the same head without sub-goal conditioning), `cnn` (BC from pixels).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embodied.errors import EmbodiedError
+from embodied.policies.base import Policy, PolicyConfig, config_from_dict
 from embodied.policies.scripted import ScriptedExpert, make_expert
 
-__all__ = ["ScriptedExpert", "make_expert"]
+
+def policy_classes() -> dict:
+    from embodied.policies.cnn_bc import CNNPolicy
+    from embodied.policies.egpt import EGPTPolicy
+
+    return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy}
+
+
+def make_policy(cfg: dict, root: Path | None = None) -> Policy:
+    """A new policy from its config dict (type: egpt | global | cnn)."""
+    classes = policy_classes()
+    kind = cfg.get("type")
+    if kind not in classes:
+        raise EmbodiedError(f"policy.type={kind!r}: expected one of {sorted(classes)} (or expert)")
+    cls = classes[kind]
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls.config_class)}
+    d = {k: v for k, v in cfg.items() if k in known or v is not None}  # unset options of other policy types
+    if kind == "global":
+        d["use_subgoal"] = False
+    return cls(config_from_dict(cls.config_class, d, "policy"), root=root)
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> Policy:
+    """A trained policy from its directory (config.json + model.safetensors)."""
+    path = Path(path)
+    if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
+        raise EmbodiedError(f"{path}: not a policy checkpoint (expected config.json and model.safetensors)")
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise EmbodiedError(f"{path / 'config.json'}: unreadable ({e})") from None
+    policy = make_policy(cfg, root=path)
+    policy.load_weights(path / "model.safetensors")
+    return policy.to(device).eval()
+
+
+__all__ = ["Policy", "PolicyConfig", "ScriptedExpert", "load_policy", "make_expert", "make_policy"]

@@ -1,0 +1,207 @@
+"""`embodied train-policy demos=PATH n_demos=10 policy.type=egpt policy.planner=CKPT`: behaviour cloning
+from a few demos with random-shift augmentation. Every `eval_every` epochs the policy is rolled out
+(oracle sub-goals from the env) and the checkpoint with the best rollout success is kept, as robomimic
+does, not the one with the lowest validation loss. Resumable from out/last; a curve PNG and TensorBoard.
+
+With frozen perception (egpt, global) the ViT and E-former features of `aug_views` randomly shifted
+copies of every frame are computed once, and only the head trains on them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from embodied.errors import EmbodiedError
+from embodied.io import append_jsonl, read_jsonl, write_json
+
+STATE = "trainer_state.pt"
+
+
+def load_demos(path: Path, n_demos: int | None, camera: str | None) -> tuple[dict, dict]:
+    """Arrays of the first n demos (the `<n>_demos` subset when the file has it) and the env config."""
+    from embodied.datasets.demos import DemoDataset, demo_names, open_demo_file
+
+    with open_demo_file(path) as f:
+        env_cfg = json.loads(f["data"].attrs.get("embodied_env", "{}"))
+        names = demo_names(f)
+        subset = f"{n_demos}_demos" if n_demos and f"mask/{n_demos}_demos" in f else None
+    if not env_cfg:
+        raise EmbodiedError(f"{path}: no 'embodied_env' attr; train-policy needs demos from `embodied collect`")
+    cams = env_cfg.get("cameras") or []
+    camera = camera or (cams[-1] if cams else None)
+    if camera not in cams:
+        raise EmbodiedError(f"policy.camera={camera!r}: the demos have cameras {cams}")
+    if n_demos and n_demos > len(names):
+        raise EmbodiedError(f"n_demos={n_demos}: {path} holds only {len(names)} demos")
+    ds = DemoDataset(path, clip_len=1, cameras=[camera], subset=subset)
+    demos = ds.demos[:n_demos] if n_demos else ds.demos
+    data = {"camera": camera, "rgb": [], "proprio": [], "actions": [], "subgoal": [], "demo": []}
+    for j, d in enumerate(demos):
+        subgoals, idx = d["labels"] if d["labels"] is not None else ([""], np.zeros(len(d["actions"]), int))
+        data["rgb"].append(d["rgb"][camera])
+        data["proprio"].append(d["proprio"])
+        data["actions"].append(d["actions"])
+        data["subgoal"] += [subgoals[i] for i in idx]
+        data["demo"] += [j] * len(d["actions"])
+    for k in ("rgb", "proprio", "actions"):
+        data[k] = torch.from_numpy(np.concatenate(data[k]))
+    data["demo"] = np.array(data["demo"])
+    return data, env_cfg
+
+
+def chunk_targets(actions: torch.Tensor, demo: np.ndarray, k: int) -> torch.Tensor:
+    """(N, k, A): the next k actions of the same demo, the last one repeated past its end."""
+    n = len(actions)
+    idx = np.arange(n)[:, None] + np.arange(k)[None]
+    end = np.array([np.flatnonzero(demo == d).max() for d in demo])
+    return actions[np.minimum(idx, end[:, None])]
+
+
+def run(cfg: DictConfig, default_dir: Path) -> dict:
+    from embodied.cli import save_config
+    from embodied.envs.rollout import run_episodes
+    from embodied.jobs.rollout import wilson
+    from embodied.policies import load_policy, make_policy
+    from embodied.policies.base import random_shift
+
+    if not cfg.demos:
+        raise EmbodiedError("demos is not set: give a demo file from `embodied collect`")
+    out = Path(cfg.out) if cfg.out else default_dir
+    torch.manual_seed(int(cfg.seed))
+    data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera)
+    env_cfg["cameras"] = [data["camera"]]  # rollouts render only what the policy sees
+    env_cfg.update(OmegaConf.to_container(cfg.env_overrides, resolve=True) or {})
+    pcfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
+                action_dim=int(data["actions"].shape[1]), env=env_cfg)
+    if pcfg.get("planner"):
+        pcfg["planner"] = str(Path(pcfg["planner"]).resolve())
+    save_config(cfg, out)
+    last, best_dir = out / "last", out / "best"
+    resume = bool(cfg.resume) and (last / STATE).exists()
+    policy = load_policy(last) if resume else make_policy(pcfg)
+    if not resume:
+        policy.set_normalization(data["proprio"])
+    policy.train()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=float(policy.cfg.lr))
+    state = {"epoch": 0, "best": -1.0, "history": []}
+    if resume:
+        s = torch.load(last / STATE, weights_only=True)
+        opt.load_state_dict(s["optimizer"])
+        torch.set_rng_state(s["rng"])
+        state = {"epoch": int(s["epoch"]), "best": float(s["best"])}
+        state["history"] = read_jsonl(out / "history.jsonl", repair=True)
+        print(f"resuming from {last} at epoch {state['epoch']}")
+
+    targets = chunk_targets(data["actions"], data["demo"], policy.cfg.chunk)
+    n = len(targets)
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    feats = None
+    if policy.frozen_perception:  # features of `aug_views` shifted copies, once
+        feats = _cache_features(policy, data, int(cfg.aug_views), gen, int(cfg.batch_size))
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tb"))
+    eval_seeds = range(int(cfg.eval_seed), int(cfg.eval_seed) + int(cfg.eval_episodes))
+    bar = tqdm(range(state["epoch"], int(cfg.epochs)), initial=state["epoch"], total=int(cfg.epochs), desc="train-policy")
+    for epoch in bar:
+        policy.train()
+        perm = np.random.default_rng([int(cfg.seed), epoch]).permutation(n)
+        losses = []
+        for b in range(0, n, int(cfg.batch_size)):
+            idx = torch.from_numpy(perm[b: b + int(cfg.batch_size)])
+            if feats is not None:
+                view = torch.randint(0, feats["global"].shape[0], (len(idx),), generator=gen)
+                f = {k: v[view, idx] for k, v in feats.items()}
+                pred = policy.act_from_features(f, data["proprio"][idx])
+                loss = torch.nn.functional.mse_loss(pred, targets[idx])
+            else:
+                rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
+                loss = policy({"rgb": rgb, "proprio": data["proprio"][idx], "action": targets[idx],
+                               "subgoal": [data["subgoal"][i] for i in idx.tolist()]})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        tb.add_scalar("loss", rec["loss"], epoch + 1)
+        if (epoch + 1) % int(cfg.eval_every) == 0 or epoch + 1 == int(cfg.epochs):
+            policy.eval()
+            res = run_episodes(env_cfg, policy.actor, eval_seeds, workers=int(cfg.eval_workers),
+                               total=len(eval_seeds), desc=f"eval epoch {epoch + 1}")
+            rec["success"] = float(np.mean([r["success"] for r in res]))
+            tb.add_scalar("success", rec["success"], epoch + 1)
+            if rec["success"] > state["best"]:
+                state["best"] = rec["success"]
+                policy.save_pretrained(best_dir)
+        append_jsonl(out / "history.jsonl", rec)
+        state["history"].append(rec)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "epoch"})
+        ckpt = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1, "best": state["best"]}
+        policy.save_pretrained(last, {STATE: lambda p: torch.save(ckpt, p)})
+    tb.close()
+    _plot(state["history"], out / "curve.png")
+    summary = {"policy": policy.cfg.type, "demos": str(cfg.demos), "n_demos": cfg.n_demos, "camera": data["camera"],
+               "samples": n, "epochs": int(cfg.epochs), "best_eval_success": state["best"], "best": str(best_dir),
+               "eval_episodes": len(eval_seeds)}
+    if int(cfg.final_episodes) > 0:  # the selected checkpoint on fresh seeds
+        final = load_policy(best_dir)
+        seeds = range(int(cfg.final_seed), int(cfg.final_seed) + int(cfg.final_episodes))
+        res = run_episodes(env_cfg, final.actor, seeds, workers=int(cfg.eval_workers), total=len(seeds), desc="final eval")
+        k = sum(r["success"] for r in res)
+        summary.update(final_success=k / len(res), final_episodes=len(res), final_wilson95=list(wilson(k, len(res))))
+    write_json(out / "summary.json", summary)
+    print(json.dumps(summary))
+    return summary
+
+
+@torch.no_grad()
+def _cache_features(policy, data, views: int, gen, batch: int) -> dict[str, torch.Tensor]:
+    from embodied.policies.base import random_shift
+
+    policy.eval()
+    n = len(data["rgb"])
+    out: dict[str, list] = {}
+    for v in tqdm(range(views), desc="perception features", leave=False):
+        parts: dict[str, list] = {}
+        for b in range(0, n, batch):
+            rgb = data["rgb"][b: b + batch]
+            rgb = random_shift(rgb, policy.cfg.shift, gen) if v > 0 else rgb  # view 0: the frame as seen
+            f = policy.encode(rgb, data["subgoal"][b: b + batch])
+            for k, x in f.items():
+                parts.setdefault(k, []).append(x)
+        for k, x in parts.items():
+            out.setdefault(k, []).append(torch.cat(x))
+    return {k: torch.stack(x) for k, x in out.items()}
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from embodied.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BC loss", color="tab:blue")
+    ax.set_yscale("log")
+    ev = [h for h in history if "success" in h]
+    if ev:
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in ev], [h["success"] for h in ev], "o-", color="tab:green")
+        ax2.set_ylabel("rollout success", color="tab:green")
+        ax2.set_ylim(-0.05, 1.05)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)

@@ -1,0 +1,182 @@
+"""What every learned policy shares: the interface, saving/loading by path, random-shift augmentation.
+
+Interface (as LeRobot's): `forward(batch) -> loss`, `select_action(obs, subgoal) -> action`, `reset()`;
+`act` is `select_action` (the name the rollout runner and the scripted experts use). A policy predicts a
+chunk of `chunk` actions and executes them in turn before looking again.
+A checkpoint is a directory: config.json (typed config with the policy type) + model.safetensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from embodied.errors import EmbodiedError
+
+
+@dataclasses.dataclass
+class PolicyConfig:
+    type: str = ""
+    camera: str = ""
+    image_size: int = 128  # frames are resized to this
+    proprio_dim: int = 0
+    action_dim: int = 0
+    chunk: int = 1  # actions predicted per observation, executed in turn
+    hidden: int = 256
+    lr: float = 1e-3
+    shift: int = 8  # random-shift augmentation: pad by this many pixels, crop back at random
+    env: dict = dataclasses.field(default_factory=dict)  # the env it was trained for (rollouts, checks)
+
+
+class Policy(nn.Module):
+    config_class = PolicyConfig
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._queue: deque = deque()
+        # Proprioception is standardised with the demos' statistics (saved with the weights).
+        self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
+
+    def set_normalization(self, proprio: torch.Tensor) -> None:
+        self.proprio_mean.copy_(proprio.mean(0))
+        self.proprio_std.copy_(proprio.std(0).clamp(min=1e-3))
+
+    def norm_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
+        return (proprio.float() - self.proprio_mean) / self.proprio_std
+
+    # -- interface ------------------------------------------------------------------------------
+    def predict(self, rgb: torch.Tensor, proprio: torch.Tensor, subgoals: list[str]) -> torch.Tensor:
+        """(B, H, W, 3) uint8, (B, P), B sub-goal sentences -> (B, chunk, A) actions in [-1, 1]."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Behaviour-cloning loss (MSE) on a batch {rgb, proprio, action (B, chunk, A), subgoal}."""
+        pred = self.predict(batch["rgb"], batch["proprio"], batch["subgoal"])
+        return F.mse_loss(pred, batch["action"])
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def select_action(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+        return self.next_action(obs, subgoal, self._queue)
+
+    @torch.no_grad()
+    def next_action(self, obs: dict, subgoal: str | None, queue: deque) -> np.ndarray:
+        if not queue:
+            rgb, proprio = self.check_obs(obs)
+            self.eval()
+            queue.extend(self.predict(rgb[None], proprio[None], [subgoal or ""])[0].cpu().numpy())
+        return queue.popleft().astype(np.float32)
+
+    act = select_action
+
+    def actor(self) -> "Actor":
+        """A per-episode handle with its own action queue, sharing these weights (one per parallel env)."""
+        return Actor(self)
+
+    def check_obs(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        cam = self.cfg.camera
+        if cam not in obs.get("rgb", {}):
+            raise EmbodiedError(f"policy trained on camera '{cam}', the env gives {sorted(obs.get('rgb', {}))}")
+        proprio = np.asarray(obs["proprio"], np.float32)
+        if proprio.shape != (self.cfg.proprio_dim,):
+            raise EmbodiedError(f"policy expects proprio of shape ({self.cfg.proprio_dim},), "
+                                f"the env gives {proprio.shape}: was it trained for another env?")
+        dev = self.device
+        return torch.as_tensor(obs["rgb"][cam], device=dev), torch.as_tensor(proprio, device=dev)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def check_env(self, action_dim: int, proprio_dim: int) -> None:
+        if (action_dim, proprio_dim) != (self.cfg.action_dim, self.cfg.proprio_dim):
+            raise EmbodiedError(f"policy made for actions ({self.cfg.action_dim},) and proprio ({self.cfg.proprio_dim},); "
+                                f"this env has actions ({action_dim},) and proprio ({proprio_dim},)")
+
+    # -- files ----------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k in self.saved_keys()}
+            save_file(state, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
+            for name, writer in (extra or {}).items():
+                writer(tmp / name)
+            old = path.with_name(f".{path.name}.old{os.getpid()}")
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def saved_keys(self) -> set[str]:
+        return set(self.state_dict())
+
+    def load_weights(self, file: Path) -> None:
+        state = load_file(str(file))
+        own = self.state_dict()
+        for k, v in state.items():
+            if k not in own or own[k].shape != v.shape:
+                raise EmbodiedError(f"{file}: '{k}' {tuple(v.shape)} does not fit this policy "
+                                    f"({tuple(own[k].shape) if k in own else 'no such weight'})")
+        missing = self.saved_keys() - set(state)
+        if missing:
+            raise EmbodiedError(f"{file}: missing weights {sorted(missing)[:3]}")
+        self.load_state_dict(state, strict=False)
+
+
+class Actor:
+    def __init__(self, policy: Policy):
+        self.policy, self._queue = policy, deque()
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+        return self.policy.next_action(obs, subgoal, self._queue)
+
+
+def random_shift(rgb: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ-style augmentation on (B, H, W, 3) uint8: replicate-pad by `pad`, crop back at a random offset."""
+    if pad <= 0:
+        return rgb
+    b, h, w, _ = rgb.shape
+    x = F.pad(rgb.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    out = torch.stack([x[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def resize(rgb: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, size, size) float in [0, 1]."""
+    x = rgb.permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def config_from_dict(cls, d: dict[str, Any], where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise EmbodiedError(f"{where}: unknown policy config field(s) {sorted(unknown)}")
+    return cls(**d)

@@ -1,0 +1,93 @@
+"""The EmbodiedGPT policy: the planner's ViT and Embodied-former read the current frame with the current
+sub-goal as the E-former's text; the query features, a global visual feature and proprioception go
+through a light MLP to a chunk of actions.
+
+`use_subgoal=false` is baseline (a): the same head on the global visual feature and proprioception only.
+The perception comes from a trained planner checkpoint and stays frozen by default, so its features can
+be cached (`encode`) and only the head trains.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from embodied.errors import EmbodiedError
+from embodied.policies.base import Policy, PolicyConfig
+
+
+@dataclasses.dataclass
+class EGPTPolicyConfig(PolicyConfig):
+    type: str = "egpt"
+    planner: str = ""  # planner checkpoint directory (relative paths: to the policy's directory)
+    use_subgoal: bool = True
+    freeze_perception: bool = True
+    query_dim: int = 32  # each query feature is projected to this before flattening
+
+
+class EGPTPolicy(Policy):
+    config_class = EGPTPolicyConfig
+
+    def __init__(self, cfg: EGPTPolicyConfig, root: Path | None = None):
+        super().__init__(cfg)
+        from embodied.checkpoint import load_perception
+
+        if not cfg.planner:
+            raise EmbodiedError(f"policy.planner is not set: the {cfg.type} policy reads a planner checkpoint's ViT and Embodied-former")
+        planner = Path(cfg.planner)
+        if not planner.is_absolute() and root is not None:
+            planner = root / planner
+        self.vision, self.eformer, self.tokenizer = load_perception(planner)
+        if cfg.freeze_perception:
+            self.vision.requires_grad_(False)
+            self.eformer.requires_grad_(False)
+        cfg.image_size = self.vision.cfg.image_size
+        width, nq = self.eformer.cfg.hidden_size, self.eformer.cfg.num_queries
+        self.query_proj = nn.Linear(width, cfg.query_dim) if cfg.use_subgoal else None
+        feat = self.vision.cfg.hidden_size + (nq * cfg.query_dim if cfg.use_subgoal else 0)
+        self.head = nn.Sequential(
+            nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
+
+    @property
+    def frozen_perception(self) -> bool:
+        return self.cfg.freeze_perception
+
+    def saved_keys(self) -> set[str]:
+        keys = set(self.state_dict())
+        if self.cfg.freeze_perception:  # those weights live in the planner checkpoint
+            keys = {k for k in keys if not k.startswith(("vision.", "eformer."))}
+        return keys
+
+    def train(self, mode: bool = True) -> "EGPTPolicy":
+        super().train(mode)
+        if self.cfg.freeze_perception:
+            self.vision.eval()
+            self.eformer.eval()
+        return self
+
+    def encode(self, rgb: torch.Tensor, subgoals: list[str]) -> dict[str, torch.Tensor]:
+        """Perception features of (B, H, W, 3) frames: {"global": (B, Dv), "queries": (B, Nq, De)}."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_perception):
+            tokens = self.vision(rgb[:, None].to(self.device))
+            out = {"global": self.vision.global_feature(tokens)}
+            if self.cfg.use_subgoal:
+                ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"][: self.eformer.cfg.max_text_len] or
+                       [self.tokenizer.pad_token_id] for s in subgoals]
+                n = max(len(i) for i in ids)
+                t = torch.tensor([i + [self.tokenizer.pad_token_id] * (n - len(i)) for i in ids], device=self.device)
+                m = torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids], device=self.device)
+                out["queries"] = self.eformer(tokens, t, m)
+        return out
+
+    def act_from_features(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
+        parts = [feats["global"]]
+        if self.cfg.use_subgoal:
+            parts.insert(0, self.query_proj(feats["queries"]).flatten(1))
+        x = torch.cat(parts + [self.norm_proprio(proprio)], 1)
+        return self.head(x).view(-1, self.cfg.chunk, self.cfg.action_dim)
+
+    def predict(self, rgb, proprio, subgoals):
+        return self.act_from_features(self.encode(rgb, subgoals), proprio)
