@@ -433,11 +433,32 @@ class EmbodiedGPT(nn.Module):
         lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
         return self.llm(inputs_embeds=emb, attention_mask=mask, labels=lab).loss
 
+    def _queries(self, video, prompts, eformer_text, blind: bool) -> torch.Tensor:
+        if blind:  # the text-only baseline: no visual tokens in the prompt at all
+            return torch.zeros(len(prompts), 0, self.cfg.eformer.hidden_size, device=self.device)
+        return self.encode(video, eformer_text if eformer_text is not None else prompts)[0]
+
     @torch.no_grad()
-    def generate(self, video: torch.Tensor, prompts: Sequence[str], max_new_tokens: int = 128,
-                 eformer_text: Sequence[str] | None = None, **gen_kwargs) -> list[str]:
+    def answer_logprobs(self, video: torch.Tensor | None, prompts: Sequence[str], answers: Sequence[str],
+                        eformer_text: Sequence[str] | None = None, blind: bool = False) -> torch.Tensor:
+        """Summed log-probability of each answer given its video and prompt, (B,): for yes/no questions
+        and multiple choice by likelihood (EgoPlan's scoring), one forward pass, no generation."""
+        queries = self._queries(video, prompts, eformer_text, blind)
+        seqs, labels = self._sequences(queries, prompts, answers)
+        n = max(len(s) for s in seqs)
+        emb = torch.stack([F.pad(s, (0, 0, 0, n - len(s))) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=self.device)
+        lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
+        logits = self.llm(inputs_embeds=emb, attention_mask=mask).logits[:, :-1].float()
+        target = lab[:, 1:]
+        logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0)[..., None])[..., 0]
+        return (logp * (target != -100)).sum(1)
+
+    @torch.no_grad()
+    def generate(self, video: torch.Tensor | None, prompts: Sequence[str], max_new_tokens: int = 128,
+                 eformer_text: Sequence[str] | None = None, blind: bool = False, **gen_kwargs) -> list[str]:
         """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned."""
-        queries, _ = self.encode(video, eformer_text if eformer_text is not None else prompts)
+        queries = self._queries(video, prompts, eformer_text, blind)
         seqs, _ = self._sequences(queries, prompts, None)
         n = max(len(s) for s in seqs)
         emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])

@@ -57,10 +57,11 @@ def run_episode(env: gym.Env, policy: Any, seed: int) -> dict:
     """One episode in this process; returns the last info (success, t, subgoal_index, ...)."""
     policy.reset()
     obs, info = env.reset(seed=seed)
+    tr = {"nonfinite": 0}
     while True:
-        obs, _, term, trunc, info = env.step(policy.act(obs, info["subgoal"]))
+        obs, _, term, trunc, info = env.step(_act(policy, obs, info, tr))
         if term or trunc:
-            return info
+            return {**info, "nonfinite_actions": tr["nonfinite"]}
 
 
 def _jsonable(x: Any) -> Any:
@@ -120,12 +121,12 @@ def run_episodes(
     obs, info = start(np.ones(n, bool))
     infos = [slot_info(info, i) for i in range(n)]
     for i in range(n):
-        traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of)
+        traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
     t0 = time.time()
     try:
         while any(c is not None for c in cur):
             actions = np.stack([
-                policies[i].act(slot(obs, i), infos[i].get("subgoal")) if cur[i] is not None
+                _act(policies[i], slot(obs, i), infos[i], traj[i]) if cur[i] is not None
                 else np.zeros(envs.single_action_space.shape, np.float32)
                 for i in range(n)
             ])
@@ -135,7 +136,7 @@ def run_episodes(
                 if cur[i] is None:
                     continue
                 infos[i] = slot_info(info, i)
-                _extend(traj[i], slot(obs, i), actions[i], float(reward[i]), infos[i], frames_of)
+                _extend(traj[i], slot(obs, i), actions[i], float(reward[i]), infos[i], frames_of, policies[i])
                 if term[i] or trunc[i]:
                     ended[i] = True
                     res = {
@@ -144,6 +145,10 @@ def run_episodes(
                         "instruction": infos[i]["instruction"], "subgoals": list(infos[i]["subgoals"]),
                         "final_subgoal_index": int(infos[i]["subgoal_index"]),
                     }
+                    if traj[i]["nonfinite"]:  # the policy produced NaN/inf: clipped, counted, flagged
+                        res["nonfinite_actions"] = traj[i]["nonfinite"]
+                    if hasattr(policies[i], "episode_summary"):
+                        res.update(policies[i].episode_summary())
                     if "perturbation" in infos[i]:
                         res["perturbation"] = _jsonable(infos[i]["perturbation"])
                     if video_dir is not None and traj[i]["frames"]:
@@ -163,23 +168,44 @@ def run_episodes(
                 obs, info = start(ended)
                 for i in np.flatnonzero(ended):
                     infos[i] = slot_info(info, i) if cur[i] is not None else {}
-                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of)
+                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
     finally:
         bar.close()
         envs.close()
     return results
 
 
-def _new_traj(obs: dict, info: dict, record: bool, video: bool, camera: str | None) -> dict:
-    tr = {"return": 0.0, "frames": [], "record": record, "video": video and camera is not None and "rgb" in obs}
+def _act(policy: Any, obs: dict, info: dict, tr: dict) -> np.ndarray:
+    """The policy's action, with the env's info for those that ask (the agent loop), made finite."""
+    if getattr(policy, "needs_info", False):
+        a = policy.act(obs, info.get("subgoal"), info)
+    else:
+        a = policy.act(obs, info.get("subgoal"))
+    a = np.asarray(a, np.float32)
+    if not np.isfinite(a).all():
+        tr["nonfinite"] += 1
+        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    return a
+
+
+def _frame(obs: dict, camera: str, policy: Any) -> np.ndarray:
+    """The video frame; policies that can (the agent) draw their current sub-goal on it."""
+    frame = obs["rgb"][camera]
+    return policy.annotate(frame) if hasattr(policy, "annotate") else frame
+
+
+def _new_traj(obs: dict, info: dict, record: bool, video: bool, camera: str | None, policy: Any = None) -> dict:
+    tr = {"return": 0.0, "frames": [], "record": record, "nonfinite": 0,
+          "video": video and camera is not None and "rgb" in obs}
     if record:
         tr.update(obs=[obs], actions=[], rewards=[], infos=[info])
     if tr["video"]:
-        tr["frames"].append(obs["rgb"][camera])
+        tr["frames"].append(_frame(obs, camera, policy))
     return tr
 
 
-def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, camera: str | None) -> None:
+def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, camera: str | None,
+            policy: Any = None) -> None:
     tr["return"] += reward
     if tr["record"]:
         tr["obs"].append(obs)
@@ -187,4 +213,4 @@ def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, 
         tr["rewards"].append(reward)
         tr["infos"].append(info)
     if tr["video"]:
-        tr["frames"].append(obs["rgb"][camera])
+        tr["frames"].append(_frame(obs, camera, policy))

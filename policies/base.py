@@ -36,6 +36,7 @@ class PolicyConfig:
     lr: float = 1e-3
     shift: int = 8  # random-shift augmentation: pad by this many pixels, crop back at random
     env: dict = dataclasses.field(default_factory=dict)  # the env it was trained for (rollouts, checks)
+    train_info: dict = dataclasses.field(default_factory=dict)  # demos file, n_demos: how it was made
 
 
 class Policy(nn.Module):

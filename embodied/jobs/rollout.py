@@ -1,4 +1,7 @@
-"""`embodied rollout`: run a policy for N episodes over parallel envs; JSONL per episode, mp4s, summary."""
+"""`embodied rollout`: run a policy (scripted expert or learned, optionally driven by a planner through
+the EmbodiedAgent loop) for N episodes over parallel envs; JSONL per episode (a rerun skips finished
+seeds), mp4s with the sub-goal drawn on them, summary.json, results.md, and a success-against-demos plot
+when several learned policies are compared."""
 from __future__ import annotations
 
 import json
@@ -9,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from embodied.envs.rollout import run_episodes
 from embodied.errors import EmbodiedError
-from embodied.io import write_json
+from embodied.io import atomic_path, write_json
 from embodied.policies import make_expert
 
 
@@ -23,34 +26,139 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _policy_paths(cfg) -> list[str | None]:
+    if cfg.policy.type == "expert":
+        return [None]
+    if cfg.policy.type != "learned":
+        raise EmbodiedError(f"policy.type: unknown '{cfg.policy.type}'; expected expert or learned")
+    if not cfg.policy.path:
+        raise EmbodiedError("policy.type=learned needs policy.path=DIR (or a list of policy directories)")
+    return [cfg.policy.path] if isinstance(cfg.policy.path, str) else list(cfg.policy.path)
+
+
+def _check_fits(policy, env_cfg: dict) -> None:
+    """A policy made for another env fails here, naming both shapes, before any worker starts."""
+    from embodied.envs import make_env
+
+    env = make_env(env_cfg)
+    try:
+        policy.check_env(int(env.action_space.shape[0]), int(env.observation_space["proprio"].shape[0]))
+        if policy.cfg.camera not in (env_cfg.get("cameras") or []):
+            raise EmbodiedError(f"policy reads camera '{policy.cfg.camera}'; env.cameras is {env_cfg.get('cameras')}")
+    finally:
+        env.close()
+
+
+def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
+    """() -> what the runner drives: the expert or learned policy, wrapped in the agent loop when a
+    planner is configured."""
+    from embodied.agent import AgentConfig, EmbodiedAgent
+    from embodied.planners import make_planner
+    from embodied.policies import load_policy
+
+    policy = None
+    if policy_path is not None:
+        policy = load_policy(policy_path)
+        _check_fits(policy, env_cfg)
+    planner = None
+    if cfg.planner.type != "none":
+        planner = make_planner(cfg.planner.type, cfg.planner.path)
+    agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
+    cams = env_cfg.get("cameras") or []
+    agent_cfg.camera = agent_cfg.camera or (cams[-1] if cams else "")
+    if planner is not None and agent_cfg.camera not in cams:
+        raise EmbodiedError(f"agent.camera='{agent_cfg.camera}' is not one of env.cameras {cams}")
+
+    def make():
+        inner = policy.actor() if policy is not None else make_expert(env_cfg["backend"], env_cfg["task"],
+                                                                        noise=float(cfg.policy.noise))
+        return EmbodiedAgent(planner, inner, agent_cfg) if planner is not None else inner
+
+    return make, policy
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import save_config
 
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir
-    if cfg.policy.type != "expert":
-        raise EmbodiedError(f"policy.type: unknown '{cfg.policy.type}'; expected 'expert'")
+    paths = _policy_paths(cfg)
     cams = env_cfg.get("cameras") or []
     camera = cfg.video_camera or (cams[0] if cams else None)
     if cfg.video and camera is not None and camera not in cams:
         raise EmbodiedError(f"video_camera: '{camera}' is not one of env.cameras {cams}")
     save_config(cfg, out)
     n, seed = int(cfg.n), int(cfg.seed)
+    rows = []
+    for path in paths:
+        name = Path(path).name if path else f"expert"
+        sub = out / name if len(paths) > 1 else out
+        make, policy = make_agent_factory(cfg, env_cfg, path)
 
-    def report(res: dict, _traj) -> None:
-        print(f"episode seed={res['seed']} success={res['success']} steps={res['steps']} "
-              f"instruction='{res['instruction']}' reached='{res['subgoals'][res['final_subgoal_index']]}'"
-              + (f" video={res['video']}" if "video" in res else ""), flush=True)
+        def report(res: dict, _traj) -> None:
+            line = (f"episode seed={res['seed']} success={res['success']} steps={res['steps']} "
+                    f"instruction='{res['instruction']}'")
+            if "first_plan" in res:
+                line += f" plan={res['first_plan']} replans={res['replans']}"
+                for e in res["agent_log"]:
+                    if e["event"] in ("failure", "replan"):
+                        line += f"\n    t={e['t']} {e['event']}: {e.get('reason', '')}"
+            if "video" in res:
+                line += f" video={res['video']}"
+            print(line, flush=True)
 
-    make_policy = lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.policy.noise))  # noqa: E731
-    results = run_episodes(env_cfg, make_policy, seeds=range(seed, seed + n), workers=int(cfg.workers),
-                           jsonl=out / "episodes.jsonl", video_dir=(out / "videos") if cfg.video else None,
-                           video_camera=camera, on_episode=report, total=n, desc=f"rollout {env_cfg['task']}")
-    results = [r for r in results if seed <= r["seed"] < seed + n]
-    k = sum(r["success"] for r in results)
-    lo, hi = wilson(k, len(results))
-    summary = {"task": env_cfg["task"], "policy": cfg.policy.type, "episodes": len(results), "successes": k,
-               "success_rate": k / max(len(results), 1), "wilson95": [round(lo, 4), round(hi, 4)], "out": str(out)}
-    write_json(out / "summary.json", summary)
+        results = run_episodes(env_cfg, make, seeds=range(seed, seed + n), workers=int(cfg.workers),
+                               jsonl=sub / "episodes.jsonl", video_dir=(sub / "videos") if cfg.video else None,
+                               video_camera=camera, on_episode=report, total=n, desc=f"rollout {env_cfg['task']} {name}")
+        results = [r for r in results if seed <= r["seed"] < seed + n]
+        k = sum(r["success"] for r in results)
+        lo, hi = wilson(k, len(results))
+        row = {"task": env_cfg["task"], "policy": name if path else "expert", "planner": cfg.planner.type,
+               "policy_type": policy.cfg.type if policy else "expert",
+               "n_demos": (policy.cfg.train_info or {}).get("n_demos") if policy else None,
+               "episodes": len(results), "successes": k, "success_rate": k / max(len(results), 1),
+               "wilson95": [round(lo, 4), round(hi, 4)],
+               "errors": sum(1 for r in results if r.get("error")),
+               "flagged_nonfinite": sum(1 for r in results if r.get("nonfinite_actions")),
+               "replans": sum(r.get("replans", 0) for r in results), "out": str(sub)}
+        write_json(sub / "summary.json", row)
+        rows.append(row)
+    summary = rows[0] if len(rows) == 1 else {"policies": rows, "out": str(out)}
+    if len(rows) > 1:
+        write_json(out / "summary.json", summary)
+        _plot_vs_demos(rows, out / "success_vs_demos.png")
+    _table(rows, out / "results.md")
     print(json.dumps(summary))
     return summary
+
+
+def _table(rows: list[dict], path: Path) -> None:
+    lines = ["| task | policy | planner | demos | success | 95% CI | episodes |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['policy']} | {r['planner']} | {r['n_demos'] or ''} | "
+                     f"{100 * r['success_rate']:.0f}% | {100 * r['wilson95'][0]:.0f}-{100 * r['wilson95'][1]:.0f}% | {r['episodes']} |")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _plot_vs_demos(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind in sorted({r["policy_type"] for r in rows}):
+        pts = sorted((r["n_demos"] or 0, r["success_rate"], r["wilson95"]) for r in rows if r["policy_type"] == kind)
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        err = [[p[1] - p[2][0] for p in pts], [p[2][1] - p[1] for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=kind)
+    ax.set_xlabel("demos")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)

@@ -78,7 +78,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     env_cfg.update(OmegaConf.to_container(cfg.env_overrides, resolve=True) or {})
     pcfg = OmegaConf.to_container(cfg.policy, resolve=True)
     pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
-                action_dim=int(data["actions"].shape[1]), env=env_cfg)
+                action_dim=int(data["actions"].shape[1]), env=env_cfg,
+                train_info={"demos": str(cfg.demos), "n_demos": cfg.n_demos, "seed": int(cfg.seed)})
     if pcfg.get("planner"):
         pcfg["planner"] = str(Path(pcfg["planner"]).resolve())
     save_config(cfg, out)

@@ -1,0 +1,129 @@
+"""EmbodiedAgent: the closed loop. Plan from the first egocentric clip, drive the policy sub-goal by
+sub-goal, judge from the execution video when a sub-goal is done, and when one fails (its step budget is
+spent, or an earlier sub-goal is undone, such as a dropped object) write an experience summary and re-plan.
+
+It plugs into the parallel rollout runner as a policy (`act(obs, subgoal, info)`, `reset()`), so
+evaluation gets worker processes, per-episode JSONL, resume and mp4s for free. The env's own sub-goal
+is ignored except by the oracle planner; `episode_summary()` is what the runner stores per episode.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from embodied.planners import Plan, Planner
+
+
+@dataclass
+class AgentConfig:
+    camera: str = ""  # the egocentric camera the planner watches
+    clip_len: int = 8
+    clip_stride: int = 3  # env steps between clip frames
+    check_every: int = 4  # steps between "is it done?" checks
+    subgoal_budget: int = 80  # steps before a sub-goal counts as failed
+    max_replans: int = 2
+    replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
+
+
+class EmbodiedAgent:
+    needs_info = True
+
+    def __init__(self, planner: Planner, policy, cfg: AgentConfig):
+        self.planner, self.policy, self.cfg = planner, policy, cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
+        self.plan: Plan | None = None
+        self.k = 0  # index of the sub-goal in progress
+        self.steps_in_subgoal = 0
+        self.t = 0
+        self.replans = 0
+        self.log: list[dict] = []
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+
+    # -- what the planner sees ----------------------------------------------------------------------
+    def clip(self) -> np.ndarray:
+        frames = list(self.frames)
+        idx = [max(0, len(frames) - 1 - self.cfg.clip_stride * i) for i in range(self.cfg.clip_len - 1, -1, -1)]
+        return np.stack([frames[i] for i in idx])
+
+    @property
+    def subgoal(self) -> str:
+        if self.plan is None or not self.plan.subgoals:
+            return ""
+        return self.plan.subgoals[min(self.k, len(self.plan) - 1)].text
+
+    def _event(self, kind: str, **kw) -> None:
+        self.log.append({"t": self.t, "event": kind, **kw})
+
+    def _new_plan(self, plan: Plan, kind: str, reason: str = "") -> None:
+        self.plan, self.k, self.steps_in_subgoal = plan, 0, 0
+        self._event(kind, plan=[s.text for s in plan.subgoals], partial=plan.partial, reason=reason)
+
+    # -- the loop, one env step at a time ----------------------------------------------------------
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
+        self.frames.append(obs["rgb"][self.cfg.camera])
+        instruction = (info or {}).get("instruction", "")
+        if self.plan is None:
+            self._new_plan(self.planner.plan(self.clip(), instruction, info), "plan")
+        elif self.t % self.cfg.check_every == 0:
+            self._check(instruction, info)
+        self.t += 1
+        self.steps_in_subgoal += 1
+        return self.policy.act(obs, self.subgoal)
+
+    def _check(self, instruction: str, info: dict | None) -> None:
+        clip = self.clip()
+        if not self.plan.subgoals:
+            return self._fail(instruction, info, "the plan has no steps")
+        if self.k > 0:  # a regression: the previous sub-goal is no longer done (e.g. the object fell)
+            prev = self.plan.subgoals[self.k - 1].text
+            if not self.planner.is_done(clip, prev, info):
+                return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
+                                                     f"'{prev}' is no longer done.")
+        if self.k < len(self.plan) and self.planner.is_done(clip, self.subgoal, info):
+            self._event("done", subgoal=self.subgoal)
+            self.k += 1
+            self.steps_in_subgoal = 0
+            if self.k >= len(self.plan):
+                self.k = len(self.plan) - 1  # keep acting on the last step until the env ends the episode
+        elif self.steps_in_subgoal > self.cfg.subgoal_budget:
+            self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
+                                          f"not done after {self.steps_in_subgoal} steps.")
+
+    def _fail(self, instruction: str, info: dict | None, experience: str) -> None:
+        self._event("failure", subgoal=self.subgoal, reason=experience)
+        if not self.cfg.replan or self.replans >= self.cfg.max_replans:
+            self.steps_in_subgoal = 0  # no (more) re-planning: keep going on the current plan
+            return
+        self.replans += 1
+        self._new_plan(self.planner.replan(self.clip(), instruction, experience, info), "replan", experience)
+        if hasattr(self.policy, "reset"):  # a fresh start on the new plan (a scripted expert restarts its script)
+            self.policy.reset()
+
+    # -- what the runner records ----------------------------------------------------------------------
+    def episode_summary(self) -> dict:
+        return {"replans": self.replans, "failures": sum(e["event"] == "failure" for e in self.log),
+                "first_plan": self.log[0]["plan"] if self.log else [], "agent_log": self.log}
+
+    def annotate(self, frame: np.ndarray) -> np.ndarray:
+        """The frame with the current sub-goal (and re-plan count) written on it, for the mp4s."""
+        return draw_text(frame, f"{self.k + 1}: {self.subgoal}" + (f" [replan {self.replans}]" if self.replans else ""))
+
+
+def draw_text(frame: np.ndarray, text: str) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = max(w, 256) / 256
+    out = np.ascontiguousarray(frame)
+    if w < 256:  # small frames: upscale so that the text stays legible
+        out = cv2.resize(out, (256, int(256 * h / w)), interpolation=cv2.INTER_NEAREST)
+        h, w = out.shape[:2]
+    cv2.rectangle(out, (0, 0), (w, int(18 * scale)), (0, 0, 0), -1)
+    cv2.putText(out, text[:60], (4, int(13 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

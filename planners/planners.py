@@ -1,0 +1,107 @@
+"""Planners behind one interface:
+
+    plan(video, instruction, info=None) -> Plan
+    replan(video, instruction, experience, info=None) -> Plan
+    is_done(video, subgoal, info=None) -> bool        # success detection from the execution video
+
+`video` is the latest egocentric clip (T, H, W, 3) uint8. `info` is the env's info dict; only the oracle
+reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
+visual tokens in its prompt (it sees only the text), the oracle takes the sub-goals from the simulator.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embodied.errors import EmbodiedError
+from embodied.planners.plan import Plan, parse_plan
+
+
+class Planner:
+    name = "planner"
+
+    def plan(self, video, instruction: str, info: dict | None = None) -> Plan:
+        raise NotImplementedError
+
+    def replan(self, video, instruction: str, experience: str, info: dict | None = None) -> Plan:
+        return self.plan(video, instruction, info)
+
+    def is_done(self, video, subgoal: str, info: dict | None = None) -> bool:
+        raise NotImplementedError
+
+
+class OraclePlanner(Planner):
+    """The simulator's sub-goals from the current one on, and its own progress labels: isolates control."""
+
+    name = "oracle"
+
+    def plan(self, video, instruction, info=None):
+        if info is None or "subgoals" not in info:
+            raise EmbodiedError("the oracle planner needs the env's info (subgoals, subgoal_index)")
+        return Plan.from_subgoals(instruction, list(info["subgoals"])[int(info["subgoal_index"]):])
+
+    def is_done(self, video, subgoal, info=None):
+        subgoals = list(info["subgoals"])
+        if subgoal not in subgoals:
+            return False
+        return bool(info["success"]) or int(info["subgoal_index"]) > subgoals.index(subgoal)
+
+
+class EmbodiedGPTPlanner(Planner):
+    """An EmbodiedGPT checkpoint: plans by generation, judges sub-goals by comparing the likelihoods of
+    'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling)."""
+
+    name = "egpt"
+    blind = False
+
+    def __init__(self, model, max_new_tokens: int = 160):
+        self.model = model.eval()
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "EmbodiedGPTPlanner":
+        from embodied.checkpoint import load_model
+
+        return cls(load_model(path), **kwargs)
+
+    def _video(self, video) -> torch.Tensor:
+        v = torch.as_tensor(np.asarray(video)) if not torch.is_tensor(video) else video
+        return v[None] if v.dim() == 4 else v
+
+    def plan(self, video, instruction, info=None):
+        return self.replan(video, instruction, "", info)
+
+    def replan(self, video, instruction, experience, info=None):
+        from embodied.modeling import plan_prompt
+
+        text = self.model.generate(self._video(video), [plan_prompt(instruction, experience)], self.max_new_tokens,
+                                   eformer_text=[instruction], blind=self.blind)[0]
+        return parse_plan(text)
+
+    def is_done(self, video, subgoal, info=None):
+        from embodied.datasets.corpus import done_question
+
+        q = done_question(subgoal)
+        lp = self.model.answer_logprobs(self._video(video).expand(2, *self._video(video).shape[1:]), [q, q],
+                                        ["yes", "no"], eformer_text=[q, q], blind=self.blind)
+        return bool(lp[0] > lp[1])
+
+
+class BlindPlanner(EmbodiedGPTPlanner):
+    """The same LLM and adapter with no visual tokens: the lower bound that shows what vision adds."""
+
+    name = "blind"
+    blind = True
+
+
+def make_planner(kind: str, path: str | Path | None = None, **kwargs) -> Planner:
+    if kind == "oracle":
+        return OraclePlanner()
+    if kind in ("egpt", "blind"):
+        if not path:
+            raise EmbodiedError(f"planner={kind} needs a checkpoint: planner.path=DIR")
+        cls = EmbodiedGPTPlanner if kind == "egpt" else BlindPlanner
+        return cls.from_pretrained(path, **kwargs)
+    raise EmbodiedError(f"planner.type={kind!r}: expected egpt, blind or oracle")

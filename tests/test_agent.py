@@ -1,0 +1,90 @@
+"""The closed loop on real simulation: plan, sub-goal progress from the video, failure detection,
+experience summaries and re-planning; and the EmbodiedGPT planner behind the same interface."""
+import json
+
+import numpy as np
+import pytest
+
+from embodied.agent import AgentConfig, EmbodiedAgent
+from embodied.envs import make_env
+from embodied.envs.rollout import run_episode
+from embodied.planners import EmbodiedGPTPlanner, BlindPlanner, OraclePlanner, Plan
+from embodied.policies import make_expert
+
+from conftest import run_cli
+
+DROP = {"kind": "drop", "at_subgoal": "lift", "delay": 3}
+
+
+def stack_env(perturb=True):
+    return make_env({"backend": "robosuite", "task": "Stack", "cameras": ["robot0_eye_in_hand"], "height": 64,
+                     "width": 64, "horizon": 260, **({"perturbation": DROP} if perturb else {})})
+
+
+@pytest.mark.parametrize("replan", [True, False])
+def test_drop_is_detected_and_replanning_recovers(replan):
+    env = stack_env()
+    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Stack"),
+                          AgentConfig(camera="robot0_eye_in_hand", replan=replan))
+    info = run_episode(env, agent, seed=3)
+    events = [e["event"] for e in agent.log]
+    assert events[0] == "plan" and "done" in events
+    failure = next(e for e in agent.log if e["event"] == "failure")
+    assert "is no longer done" in failure["reason"] and failure["reason"].startswith("Step ")
+    assert info["perturbation"]["applied"]
+    if replan:
+        assert "replan" in events and agent.replans >= 1 and info["success"]
+    else:
+        assert "replan" not in events and agent.replans == 0
+    env.close()
+
+
+def test_agent_without_perturbation_follows_the_plan():
+    env = stack_env(perturb=False)
+    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Stack"), AgentConfig(camera="robot0_eye_in_hand"))
+    info = run_episode(env, agent, seed=5)
+    assert info["success"] and agent.replans == 0
+    done = [e["subgoal"] for e in agent.log if e["event"] == "done"]
+    assert done == info["subgoals"][: len(done)] and len(done) >= 3
+    frame = agent.annotate(np.zeros((64, 64, 3), np.uint8))
+    assert frame.shape == (256, 256, 3) and frame[:10].any()  # the sub-goal is written on the frame
+    env.close()
+
+
+@pytest.mark.parametrize("cls", [EmbodiedGPTPlanner, BlindPlanner])
+def test_embodiedgpt_planner_in_the_loop(cls):
+    """A random small model plans badly, but the loop must run on whatever it writes (partial plans too)."""
+    import torch
+
+    from embodied.modeling import EmbodiedGPT
+    from embodied.tokenizer import train_tokenizer
+    from test_model import PLAN, small_cfg
+
+    torch.manual_seed(0)
+    model = EmbodiedGPT(small_cfg(), tokenizer=train_tokenizer([PLAN] * 5, 300))
+    planner = cls(model, max_new_tokens=12)
+    clip = np.zeros((8, 64, 64, 3), np.uint8)
+    plan = planner.plan(clip, "stack the red cube on the green cube")
+    assert isinstance(plan, Plan)
+    assert isinstance(planner.is_done(clip, "reach the red cube"), bool)
+    env = make_env({"backend": "robosuite", "task": "Lift", "cameras": ["robot0_eye_in_hand"], "height": 64,
+                    "width": 64, "horizon": 12})
+    agent = EmbodiedAgent(planner, make_expert("robosuite", "Lift"),
+                          AgentConfig(camera="robot0_eye_in_hand", check_every=4, subgoal_budget=6))
+    run_episode(env, agent, seed=0)
+    assert agent.log[0]["event"] == "plan"
+    env.close()
+
+
+def test_rollout_job_with_planner_writes_annotated_videos(tmp_path):
+    r = run_cli("rollout", "env=robosuite/stack", "n=1", f"out={tmp_path}", "planner.type=oracle",
+                "env.height=64", "env.width=64", "+env.perturbation={kind: drop, at_subgoal: lift, delay: 3}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "replan" in r.stdout and "no longer done" in r.stdout
+    rec = json.loads((tmp_path / "episodes.jsonl").read_text().splitlines()[0])
+    assert rec["replans"] >= 1 and rec["first_plan"][0].startswith("reach")
+    from embodied.datasets.video import read_video
+
+    frames = read_video(tmp_path / "videos" / "seed01000.mp4")
+    assert frames.shape[1:] == (256, 256, 3)
+    assert (tmp_path / "results.md").read_text().count("| Stack |") == 1
