@@ -78,6 +78,9 @@ class MetaWorldEnv(EmbodiedEnv):
     def _state_spec(self):
         return mujoco.mjtState.mjSTATE_FULLPHYSICS
 
+    def mujoco_data(self):
+        return self.sim_env.data
+
     def get_sim_state(self) -> np.ndarray:
         m, d = self.sim_env.model, self.sim_env.data
         state = np.empty(mujoco.mj_stateSize(m, self._state_spec()))

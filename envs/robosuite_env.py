@@ -116,6 +116,9 @@ class RobosuiteEnv(EmbodiedEnv):
     def get_sim_state(self) -> np.ndarray:
         return np.array(self.sim_env.sim.get_state().flatten())
 
+    def mujoco_data(self):
+        return self.sim_env.sim.data._data
+
     def set_sim_state(self, state: np.ndarray) -> dict:
         """Restore a stored state (robomimic `states` layout) and return the re-rendered observation."""
         self.sim_env.sim.set_state_from_flattened(np.asarray(state))

@@ -17,9 +17,54 @@ from embodied.envs import make_env
 from embodied.io import append_jsonl, read_jsonl
 
 
+class GuardedEnv(gym.Wrapper):
+    """Runs inside a worker. An exception in the simulator, or a MuJoCo instability (NaN/Inf
+    accelerations, after which MuJoCo silently resets its state), ends the episode with info["error"];
+    the env is then rebuilt from its config at the next reset, and the run goes on."""
+
+    _BAD = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
+
+    def __init__(self, cfg: dict):
+        super().__init__(make_env(cfg))
+        self.cfg, self._broken, self._last, self._warnings = cfg, False, None, 0
+
+    def _bad_count(self) -> int:
+        import mujoco
+
+        data = getattr(self.env.unwrapped, "mujoco_data", lambda: None)()
+        if data is None:
+            return 0
+        return sum(int(data.warning[getattr(mujoco.mjtWarning, w)].number) for w in self._BAD)
+
+    def reset(self, **kwargs):
+        if self._broken:
+            self.env.close()
+            self.env = make_env(self.cfg)
+            self._broken = False
+        obs, info = self.env.reset(**kwargs)
+        self._last, self._warnings = (obs, info), self._bad_count()
+        return obs, info
+
+    def step(self, action):
+        try:
+            obs, reward, term, trunc, info = self.env.step(action)
+        except Exception as e:  # noqa: BLE001 -- any simulator failure ends only this episode
+            self._broken = True
+            obs, info = self._last
+            return obs, 0.0, True, False, {**info, "success": False, "error": f"{type(e).__name__}: {e}"[:500]}
+        bad = self._bad_count()
+        if bad > self._warnings:
+            self._broken = True
+            info = {**info, "success": False,
+                    "error": f"MuJoCo instability at step {info.get('t')}: NaN/Inf or huge values in the state"}
+            return obs, reward, True, False, info
+        self._last = (obs, info)
+        return obs, reward, term, trunc, info
+
+
 def _env_fn(cfg: dict) -> Callable[[], gym.Env]:
     def fn():
-        return make_env(cfg)
+        return GuardedEnv(cfg)
 
     return fn
 
@@ -130,7 +175,25 @@ def run_episodes(
                 else np.zeros(envs.single_action_space.shape, np.float32)
                 for i in range(n)
             ])
-            obs, reward, term, trunc, info = envs.step(actions)
+            try:
+                obs, reward, term, trunc, info = envs.step(actions)
+            except Exception as e:  # noqa: BLE001 -- a worker process died (a hard simulator crash)
+                msg = f"worker crashed: {type(e).__name__}: {str(e)[:300]}"
+                for i in range(n):
+                    if cur[i] is not None:
+                        res = {"seed": int(cur[i]), "task": env_cfg.get("task"), "success": False, "steps": 0,
+                               "return": 0.0, "error": msg}
+                        if jsonl:
+                            append_jsonl(jsonl, res)
+                        results.append(res)
+                        bar.update(1)
+                _kill(envs)
+                envs = make_vector_env(env_cfg, workers, asynchronous)  # fresh workers; the run goes on
+                obs, info = start(np.ones(n, bool))
+                infos = [slot_info(info, i) for i in range(n)]
+                for i in range(n):
+                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
+                continue
             ended = np.zeros(n, bool)
             for i in range(n):
                 if cur[i] is None:
@@ -145,6 +208,8 @@ def run_episodes(
                         "instruction": infos[i]["instruction"], "subgoals": list(infos[i]["subgoals"]),
                         "final_subgoal_index": int(infos[i]["subgoal_index"]),
                     }
+                    if infos[i].get("error"):  # recorded, not raised: the worker rebuilds its env
+                        res["error"] = str(infos[i]["error"])
                     if traj[i]["nonfinite"]:  # the policy produced NaN/inf: clipped, counted, flagged
                         res["nonfinite_actions"] = traj[i]["nonfinite"]
                     if hasattr(policies[i], "episode_summary"):
@@ -173,6 +238,18 @@ def run_episodes(
         bar.close()
         envs.close()
     return results
+
+
+def _kill(envs: gym.vector.VectorEnv) -> None:
+    """Tear down a vector env whose worker died (its own close() would wait on the dead pipe)."""
+    for p in getattr(envs, "processes", []):
+        if p.is_alive():
+            p.kill()
+    try:
+        envs.close(terminate=True)
+    except Exception:  # noqa: BLE001 -- the pipes are broken; the processes are gone already
+        pass
+    envs.closed = True
 
 
 def _act(policy: Any, obs: dict, info: dict, tr: dict) -> np.ndarray:

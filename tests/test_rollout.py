@@ -62,3 +62,44 @@ def test_perturbations_are_applied_and_recorded():
     for _ in range(5):
         obs, _, _, _, info = env.step(np.zeros(7))
     assert obs["object"][2] > z0 + 0.01 and info["perturbation"]["active"]
+
+
+def test_simulator_failures_are_recorded_and_the_run_goes_on(tmp_path):
+    """A MuJoCo instability (an absurd push) and a killed worker process: each affected episode is
+    recorded with its error, the env or worker is rebuilt, and every seed still gets a record."""
+    import os
+    import signal
+
+    import psutil
+
+    from embodied.envs.rollout import run_episodes
+    from embodied.policies import make_expert
+
+    blowup = {"backend": "robosuite", "task": "Lift", "cameras": [], "horizon": 30,
+              "perturbation": {"kind": "push", "at_step": 5, "force": [1e30, 0, 0]}}
+    res = run_episodes(blowup, lambda: make_expert("robosuite", "Lift"), seeds=[0, 1], workers=1)
+    assert [r["error"].startswith("MuJoCo instability") for r in res] == [True, True]
+
+    class KillerExpert:  # kills one worker process once, from the main process, mid-episode
+        killed = False
+
+        def __init__(self):
+            self.inner, self.t = make_expert("robosuite", "Lift"), 0
+
+        def reset(self):
+            self.inner.reset()
+
+        def act(self, obs, subgoal=None):
+            self.t += 1
+            if self.t == 5 and not KillerExpert.killed:
+                workers = [p for c in psutil.Process().children() for p in c.children()]
+                os.kill(workers[0].pid, signal.SIGKILL)
+                KillerExpert.killed = True
+            return self.inner.act(obs, subgoal)
+
+    cfg = {"backend": "robosuite", "task": "Lift", "cameras": [], "horizon": 80}
+    res = run_episodes(cfg, KillerExpert, seeds=range(4), workers=2, jsonl=tmp_path / "e.jsonl")
+    assert len(res) == 4 and {r["seed"] for r in res} <= {0, 1, 2, 3}
+    crashed = [r for r in res if "worker crashed" in r.get("error", "")]
+    assert crashed and all(not r["success"] for r in crashed)
+    assert sum(r["success"] for r in res) >= 1  # the rest of the run went on with fresh workers
