@@ -90,9 +90,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     save_config(cfg, out)
     n, seed = int(cfg.n), int(cfg.seed)
     rows = []
-    for path in paths:
-        name = Path(path).name if path else f"expert"
+    for j, path in enumerate(paths):
+        name = _name(path) if path else "expert"
+        if any(_name(p) == name for p in paths[:j]):
+            name = f"{name}_{j}"
         sub = out / name if len(paths) > 1 else out
+        sub.mkdir(parents=True, exist_ok=True)
         make, policy = make_agent_factory(cfg, env_cfg, path)
 
         def report(res: dict, _traj) -> None:
@@ -130,6 +133,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     _table(rows, out / "results.md")
     print(json.dumps(summary))
     return summary
+
+
+def _name(path: str) -> str:
+    """runs/cnn10/best -> cnn10_best: train-policy's best/ and last/ are named by their run."""
+    p = Path(path)
+    return f"{p.parent.name}_{p.name}" if p.name in ("best", "last") else p.name
 
 
 def _table(rows: list[dict], path: Path) -> None:

@@ -75,7 +75,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     torch.manual_seed(int(cfg.seed))
     data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera)
     env_cfg["cameras"] = [data["camera"]]  # rollouts render only what the policy sees
-    env_cfg.update(OmegaConf.to_container(cfg.env_overrides, resolve=True) or {})
+    if cfg.eval_horizon:
+        env_cfg["horizon"] = int(cfg.eval_horizon)
     pcfg = OmegaConf.to_container(cfg.policy, resolve=True)
     pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
                 action_dim=int(data["actions"].shape[1]), env=env_cfg,
