@@ -17,6 +17,8 @@ JOBS = {
     "corpus": "embodied.jobs.corpus",
     "train-planner": "embodied.jobs.train_planner",
     "train-policy": "embodied.jobs.train_policy",
+    "simqa": "embodied.jobs.simqa",
+    "eval-plan": "embodied.jobs.eval_plan",
     "model-info": "embodied.jobs.model_info",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

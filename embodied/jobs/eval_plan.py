@@ -1,0 +1,168 @@
+"""`embodied eval-plan dataset=egoplan dataset.path=FILE dataset.video_root=DIR planner.type=egpt planner.path=CKPT`
+
+Scores a planner on planning questions: multiple choice two ways (by answer likelihood, EgoPlan's
+reference method: the choice with the lowest mean token loss given video and question; and by generation
+with letter parsing), yes/no by likelihood, free-form answers with BLEU-1..4, ROUGE-L, CIDEr-D and, for
+plans, sub-goal accuracy, LCS similarity and action executability. Per-sample predictions JSONL (a rerun
+skips finished samples), summary.json, results.md.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from embodied.errors import EmbodiedError
+from embodied.io import append_jsonl, atomic_path, read_jsonl, write_json
+
+
+def choice_prompt(question: str, choices: list[str]) -> str:
+    opts = " ".join(f"{l}. {c}" for l, c in zip("ABCD", choices))
+    return f"{question} Options: {opts} Answer with the letter."
+
+
+def parse_letter(text: str) -> int | None:
+    m = re.search(r"\b([ABCD])\b", text.upper())
+    return "ABCD".index(m.group(1)) if m else None
+
+
+class _Answerer:
+    """The planner's model answering questions (oracle: the reference answers, an upper bound)."""
+
+    def __init__(self, kind: str, path: str | None, max_new_tokens: int):
+        self.kind, self.max_new_tokens = kind, max_new_tokens
+        self.model = None
+        if kind in ("egpt", "blind"):
+            from embodied.checkpoint import load_model
+
+            if not path:
+                raise EmbodiedError(f"planner.type={kind} needs planner.path=CHECKPOINT")
+            self.model = load_model(path).eval()
+        elif kind != "oracle":
+            raise EmbodiedError(f"planner.type={kind!r}: expected egpt, blind or oracle")
+
+    def _video(self, frames: np.ndarray, n: int) -> torch.Tensor:
+        return torch.from_numpy(frames)[None].expand(n, *frames.shape)
+
+    def likelihood_choice(self, frames, question: str, choices: list[str], label) -> tuple[int, list[float]]:
+        if self.model is None:
+            return label, []
+        tok = self.model.tokenizer
+        lp = self.model.answer_logprobs(self._video(frames, len(choices)), [question] * len(choices), choices,
+                                        eformer_text=[question] * len(choices), blind=self.kind == "blind")
+        lengths = torch.tensor([len(tok(c, add_special_tokens=False)["input_ids"]) + 1 for c in choices])
+        mean = (lp.cpu() / lengths).tolist()  # mean token log-likelihood: the lowest LM loss wins
+        return int(np.argmax(mean)), [round(x, 4) for x in mean]
+
+    def generate(self, frames, prompt: str, reference: str, task: str = "") -> str:
+        if self.model is None:
+            return reference
+        return self.model.generate(self._video(frames, 1), [prompt], self.max_new_tokens,
+                                   eformer_text=[task or prompt], blind=self.kind == "blind")[0]
+
+
+def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
+    rec = {"id": s["id"], "kind": s["kind"]}
+    if s["choices"] is not None:
+        pick, scores = ans.likelihood_choice(frames, s["question"], s["choices"], s["label"])
+        text = ans.generate(frames, choice_prompt(s["question"], s["choices"]), "ABCD"[s["label"]], s["task_goal"])
+        gen = parse_letter(text)
+        rec.update(label=s["label"], likelihood_pick=pick, likelihood_scores=scores, generated=text, generation_pick=gen,
+                   likelihood_correct=pick == s["label"], generation_correct=gen == s["label"])
+    elif s["answer"].lower() in ("yes", "no"):
+        pick, _ = ans.likelihood_choice(frames, s["question"], ["yes", "no"], 0 if s["answer"].lower() == "yes" else 1)
+        rec.update(answer=s["answer"], prediction=["yes", "no"][pick], likelihood_correct=["yes", "no"][pick] == s["answer"].lower())
+    else:
+        pred = ans.generate(frames, s["question"], s["answer"], s["task_goal"])
+        rec.update(answer=s["answer"], prediction=pred)
+    return rec
+
+
+def score(records: list[dict]) -> dict:
+    from embodied.planners import parse_plan
+    from embodied.planners.metrics import executability, lcs_similarity, subgoal_accuracy, text_metrics
+
+    by_kind = defaultdict(list)
+    for r in records:
+        by_kind[r["kind"]].append(r)
+    out = {}
+    for kind, rs in sorted(by_kind.items()):
+        m: dict = {"samples": len(rs)}
+        if "likelihood_correct" in rs[0]:
+            m["accuracy_likelihood"] = float(np.mean([r["likelihood_correct"] for r in rs]))
+        if "generation_correct" in rs[0]:
+            m["accuracy_generation"] = float(np.mean([r["generation_correct"] for r in rs]))
+        if "prediction" in rs[0] and "likelihood_correct" not in rs[0]:
+            m.update(text_metrics([r["prediction"] for r in rs], [r["answer"] for r in rs]))
+            plans = [(parse_plan(r["prediction"]), parse_plan(r["answer"])) for r in rs]
+            if all(not ref.partial for _, ref in plans):  # the references are plans: structure metrics too
+                skills = {s.verb.lower() for _, ref in plans for s in ref.subgoals}
+                objects = {a.lower() for _, ref in plans for s in ref.subgoals for a in s.args}
+                ex = [executability(p, skills, objects) for p, _ in plans]
+                m.update(subgoal_accuracy=float(np.mean([subgoal_accuracy(p, r) for p, r in plans])),
+                         lcs_similarity=float(np.mean([lcs_similarity(p, r) for p, r in plans])),
+                         executability=float(np.mean([e for e in ex if e is not None])) if any(e is not None for e in ex) else 0.0,
+                         parse_failures=sum(p.partial for p, _ in plans))
+        out[kind] = m
+    return out
+
+
+def run(cfg: DictConfig, default_dir: Path) -> dict:
+    from embodied.cli import save_config
+    from embodied.datasets.qa import SkipSample, load_planning_qa
+
+    d = cfg.dataset
+    if not d.path:
+        raise EmbodiedError("dataset.path is not set: the questions file to evaluate")
+    out = Path(cfg.out) if cfg.out else default_dir
+    problems: list[str] = []
+    samples = load_planning_qa(d.type, d.path, d.video_root, int(d.n_frames), bool(d.strict), problems)
+    if cfg.limit:
+        samples = samples[: int(cfg.limit)]
+    save_config(cfg, out)
+    ans = _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
+    pred_file = out / "predictions.jsonl"
+    done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)} if pred_file.exists() else {}
+    skipped = []
+    torch.set_grad_enabled(False)
+    for s in tqdm(samples, desc=f"eval-plan {cfg.planner.type}"):
+        if s["id"] in done:
+            continue
+        try:
+            frames = s["frames"]()
+        except SkipSample as e:
+            print(f"warning: sample {s['id']}: {e}; skipped", flush=True)
+            skipped.append({"id": s["id"], "reason": str(e)})
+            continue
+        rec = evaluate_sample(ans, s, frames)
+        append_jsonl(pred_file, rec)
+        done[rec["id"]] = rec
+    ids = {s["id"] for s in samples}
+    records = [r for i, r in done.items() if i in ids]
+    summary = {"dataset": str(d.path), "type": d.type, "planner": cfg.planner.type, "planner_path": cfg.planner.path,
+               "samples": len(samples), "evaluated": len(records), "skipped_missing_video": len(skipped),
+               "skipped_malformed_lines": len(problems), "metrics": score(records) if records else {}}
+    write_json(out / "summary.json", summary)
+    _table(summary, out / "results.md")
+    print(json.dumps(summary))
+    return summary
+
+
+def _table(summary: dict, path: Path) -> None:
+    lines = [f"planner: {summary['planner']} ({summary['planner_path'] or '-'}); dataset: {summary['dataset']}; "
+             f"evaluated {summary['evaluated']}/{summary['samples']}, skipped {summary['skipped_missing_video']} "
+             f"(missing video), {summary['skipped_malformed_lines']} malformed lines", "",
+             "| kind | samples | metric | value |", "|---|---|---|---|"]
+    for kind, m in summary["metrics"].items():
+        for k, v in m.items():
+            if k != "samples":
+                lines.append(f"| {kind} | {m['samples']} | {k} | {v:.4f} |" if isinstance(v, float) else
+                             f"| {kind} | {m['samples']} | {k} | {v} |")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
