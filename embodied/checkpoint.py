@@ -84,7 +84,9 @@ def _save_llm(model: EmbodiedGPT, out: Path) -> None:
 
 
 def read_config(path: str | Path) -> EmbodiedGPTConfig:
-    path = Path(path)
+    from embodied.assets import resolve
+
+    path = resolve(path)
     f = path / "config.json"
     if not f.exists():
         raise EmbodiedError(f"{path}: not an EmbodiedGPT checkpoint (no config.json)")
@@ -101,9 +103,10 @@ def read_config(path: str | Path) -> EmbodiedGPTConfig:
 def load_model(path: str | Path, cfg: EmbodiedGPTConfig | None = None, tokenizer=None) -> EmbodiedGPT:
     """Build the model from its config (the frozen parts from their directories) and load the
     trained weights. `cfg` may override the stored config (e.g. to unfreeze a part)."""
+    from embodied.assets import resolve
     from embodied.modeling import load_hf
 
-    path = Path(path)
+    path = resolve(path)
     cfg = cfg or read_config(path)
     if tokenizer is None and (path / "tokenizer").is_dir():
         from transformers import AutoTokenizer
@@ -144,9 +147,10 @@ def load_perception(path: str | Path):
     """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs."""
     from transformers import AutoTokenizer
 
+    from embodied.assets import resolve
     from embodied.modeling import EmbodiedFormer, VisionEncoder, load_hf
 
-    path = Path(path)
+    path = resolve(path)
     cfg = read_config(path)
     tok_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else Path(cfg.llm.pretrained or "")
     tokenizer = load_hf(AutoTokenizer, str(tok_dir), f"{path}: tokenizer")

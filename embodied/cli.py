@@ -19,6 +19,7 @@ JOBS = {
     "train-policy": "embodied.jobs.train_policy",
     "simqa": "embodied.jobs.simqa",
     "eval-plan": "embodied.jobs.eval_plan",
+    "pipeline": "embodied.jobs.pipeline",
     "model-info": "embodied.jobs.model_info",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -37,8 +37,11 @@ def make_policy(cfg: dict, root: Path | None = None) -> Policy:
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
-    """A trained policy from its directory (config.json + model.safetensors)."""
-    path = Path(path)
+    """A trained policy from its directory (config.json + model.safetensors), or a shipped one by name
+    (`tiny/policies/stack`)."""
+    from embodied.assets import resolve
+
+    path = resolve(path)
     if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
         raise EmbodiedError(f"{path}: not a policy checkpoint (expected config.json and model.safetensors)")
     try:

@@ -121,7 +121,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             idx = torch.from_numpy(perm[b: b + int(cfg.batch_size)])
             if feats is not None:
                 view = torch.randint(0, feats["global"].shape[0], (len(idx),), generator=gen)
-                f = {k: v[view, idx] for k, v in feats.items()}
+                f = {k: v[view, idx].float() for k, v in feats.items()}
                 pred = policy.act_from_features(f, data["proprio"][idx])
                 loss = torch.nn.functional.mse_loss(pred, targets[idx])
             else:
@@ -180,7 +180,7 @@ def _cache_features(policy, data, views: int, gen, batch: int) -> dict[str, torc
             for k, x in f.items():
                 parts.setdefault(k, []).append(x)
         for k, x in parts.items():
-            out.setdefault(k, []).append(torch.cat(x))
+            out.setdefault(k, []).append(torch.cat(x).half())  # half: patch tokens of every view add up
     return {k: torch.stack(x) for k, x in out.items()}
 
 

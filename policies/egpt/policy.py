@@ -4,7 +4,9 @@ through a light MLP to a chunk of actions.
 
 `use_subgoal=false` is baseline (a): the same head on the global visual feature and proprioception only.
 The perception comes from a trained planner checkpoint and stays frozen by default, so its features can
-be cached (`encode`) and only the head trains.
+be cached (`encode`) and only the head trains. Query features and the CLS token say what is there and
+which step it is; where things are (what control needs most) is read from the ViT's patch tokens by a
+trainable spatial-softmax layer: K keypoints, each the expected (x, y) of a learned patch-token score map.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class EGPTPolicyConfig(PolicyConfig):
     use_subgoal: bool = True
     freeze_perception: bool = True
     query_dim: int = 32  # each query feature is projected to this before flattening
+    keypoints: int = 32  # spatial-softmax keypoints over the frozen ViT's patch tokens (0: none)
 
 
 class EGPTPolicy(Policy):
@@ -46,7 +49,11 @@ class EGPTPolicy(Policy):
         cfg.image_size = self.vision.cfg.image_size
         width, nq = self.eformer.cfg.hidden_size, self.eformer.cfg.num_queries
         self.query_proj = nn.Linear(width, cfg.query_dim) if cfg.use_subgoal else None
-        feat = self.vision.cfg.hidden_size + (nq * cfg.query_dim if cfg.use_subgoal else 0)
+        feat = self.vision.cfg.hidden_size + (nq * cfg.query_dim if cfg.use_subgoal else 0) + 2 * cfg.keypoints
+        self.keypoint_proj = nn.Linear(self.vision.cfg.hidden_size, cfg.keypoints) if cfg.keypoints else None
+        side = self.vision.cfg.image_size // self.vision.cfg.patch_size
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1), persistent=False)
         self.head = nn.Sequential(
             nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
@@ -73,6 +80,8 @@ class EGPTPolicy(Policy):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_perception):
             tokens = self.vision(rgb[:, None].to(self.device))
             out = {"global": self.vision.global_feature(tokens)}
+            if self.cfg.keypoints:  # one time slot (a single frame): its patch tokens after the CLS token
+                out["patches"] = tokens[:, 1: 1 + self.grid.shape[0]]
             if self.cfg.use_subgoal:
                 ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"][: self.eformer.cfg.max_text_len] or
                        [self.tokenizer.pad_token_id] for s in subgoals]
@@ -84,6 +93,9 @@ class EGPTPolicy(Policy):
 
     def act_from_features(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
         parts = [feats["global"]]
+        if self.cfg.keypoints:
+            attn = torch.softmax(self.keypoint_proj(feats["patches"].float()), dim=1)  # (B, patches, K)
+            parts.append(torch.einsum("bpk,pc->bkc", attn, self.grid).flatten(1))
         if self.cfg.use_subgoal:
             parts.insert(0, self.query_proj(feats["queries"]).flatten(1))
         x = torch.cat(parts + [self.norm_proprio(proprio)], 1)
