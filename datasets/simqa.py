@@ -42,7 +42,9 @@ def _clip(frames, t: int, n: int, stride: int) -> np.ndarray:
 
 
 def build_simqa(demo_paths: Sequence[str | Path], out_dir: str | Path, seed: int = 0, n_frames: int = 8,
-                frame_stride: int = 3, explain_episodes: int = 4, camera: str | None = None) -> Path:
+                frame_stride: int = 3, dropped: Sequence[dict] = (), camera: str | None = None) -> Path:
+    """`dropped`: episodes run with the drop perturbation, {"frames", "subgoals", "instruction", "key"},
+    cut a few steps after the drop (the simqa job runs them), for the failure-explanation questions."""
     from embodied.envs.metaworld_env import TASKS as MW_TASKS
 
     out_dir = Path(out_dir)
@@ -95,48 +97,18 @@ def build_simqa(demo_paths: Sequence[str | Path], out_dir: str | Path, seed: int
             for j, (s, ans) in enumerate(asked):
                 records.append({"id": f"{key}/done/t{t}/{j}", "kind": "done", "video": video, "task_goal": task,
                                 "question": done_question(s), "answer": ans})
-    records += _explain_records(demos, explain_episodes, seed, n_frames, frame_stride, save)
+    records += [explain_record(e["frames"], e["subgoals"], e["instruction"], e["key"], n_frames, frame_stride, save)
+                for e in dropped]
     out = out_dir / "simqa.jsonl"
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return out
 
 
-def _explain_records(demos, episodes: int, seed: int, n_frames: int, stride: int, save) -> list[dict]:
-    """Run the scripted expert with the drop perturbation on new seeds; clip a few steps after the drop."""
-    from embodied.envs import make_env
-    from embodied.policies import make_expert
-
-    out = []
-    tasks = {}
-    for d in demos:
-        if d["env"].get("backend") == "robosuite" and any(s.startswith("lift") for s in d["subgoals"]):
-            tasks.setdefault(d["env"]["task"], (d["env"], d["camera"]))
-    for task, (env_cfg, cam) in sorted(tasks.items()):
-        env = make_env({**env_cfg, "cameras": [cam], "perturbation": {"kind": "drop", "at_subgoal": "lift", "delay": 3}})
-        for e in range(episodes):
-            s = 10**6 + seed * 1000 + e  # seeds no demo uses
-            expert = make_expert(env_cfg["backend"], task)
-            obs, info = env.reset(seed=s)
-            frames, after = [obs["rgb"][cam]], None
-            for _ in range(200):
-                obs, _, term, trunc, info = env.step(expert.act(obs))
-                frames.append(obs["rgb"][cam])
-                if info["perturbation"]["applied"] and after is None:
-                    after = 0
-                if after is not None:
-                    after += 1
-                    if after == 6 or term or trunc:
-                        break
-                if term or trunc:
-                    break
-            if after is None:
-                continue
-            subs = list(info["subgoals"])
-            at = subs[min(int(info["subgoal_index"]) + 1, len(subs) - 1)] if after else subs[0]
-            at = next((x for x in subs if x.startswith("lift")), at)
-            video = save(_clip(np.stack(frames), len(frames) - 1, n_frames, stride), f"explain_{task}_{s}")
-            out.append({"id": f"explain/{task}/{s}", "kind": "explain", "video": video, "task_goal": info["instruction"],
-                        "question": EXPLAIN_QUESTION.format(subgoal=at), "answer": explain_answer(subs, subs.index(at))})
-        env.close()
-    return out
+def explain_record(frames: np.ndarray, subgoals: Sequence[str], instruction: str, key: str, n_frames: int,
+                   stride: int, save) -> dict:
+    """(iv) from the frames of an episode that ends a few steps after the object was dropped."""
+    at = next((x for x in subgoals if x.startswith("lift")), subgoals[0])
+    video = save(_clip(frames, len(frames) - 1, n_frames, stride), f"explain_{key}")
+    return {"id": f"explain/{key}", "kind": "explain", "video": video, "task_goal": instruction,
+            "question": EXPLAIN_QUESTION.format(subgoal=at), "answer": explain_answer(subgoals, list(subgoals).index(at))}
