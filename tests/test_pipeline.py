@@ -18,3 +18,27 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
     assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (tmp_path / "plan" / "checkpoint" / "vision").is_dir()
     r = run_cli(*args)  # everything is there: every step is skipped
     assert r.returncode == 0 and r.stdout.count("skipped") == len(names)
+
+
+def test_shipped_checkpoints_load_and_match_the_code():
+    """The tiny model in the package: loads with no training and no network; configs are the code's."""
+    import dataclasses
+
+    from embodied.assets import ASSETS
+    from embodied.checkpoint import load_model, read_config
+    from embodied.modeling import EmbodiedGPTConfig
+    from embodied.policies import load_policy
+
+    planner = ASSETS / "tiny" / "planner"
+    assert (planner / "config.json").exists(), "the tiny planner is not in the package"
+    raw = json.loads((planner / "config.json").read_text())
+    cfg = read_config(planner)
+    assert EmbodiedGPTConfig.from_dict(raw).to_dict().keys() == cfg.to_dict().keys()  # no unknown or missing fields
+    model = load_model("tiny/planner")
+    assert model.cfg.vision.freeze and model.cfg.llm.freeze
+    size = sum(f.stat().st_size for f in (ASSETS / "tiny").rglob("*") if f.is_file())
+    assert size <= 50 * 2**20
+    for pol in sorted((ASSETS / "tiny" / "policies").iterdir()):
+        p = load_policy(f"tiny/policies/{pol.name}")
+        fields = {f.name for f in dataclasses.fields(type(p.cfg))}
+        assert set(json.loads((pol / "config.json").read_text())) == fields
