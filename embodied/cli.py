@@ -20,6 +20,7 @@ JOBS = {
     "simqa": "embodied.jobs.simqa",
     "eval-plan": "embodied.jobs.eval_plan",
     "pipeline": "embodied.jobs.pipeline",
+    "ship": "embodied.jobs.ship",
     "model-info": "embodied.jobs.model_info",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -42,3 +42,13 @@ def test_shipped_checkpoints_load_and_match_the_code():
         p = load_policy(f"tiny/policies/{pol.name}")
         fields = {f.name for f in dataclasses.fields(type(p.cfg))}
         assert set(json.loads((pol / "config.json").read_text())) == fields
+
+
+def test_main_job_runs_with_the_shipped_model(tmp_path):
+    """The README's main job, one short episode: plan printed, sub-goal progress, mp4 written."""
+    r = run_cli("rollout", "n=1", f"out={tmp_path}", "env.height=64", "env.width=64", "env.horizon=60")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "plan=[" in r.stdout
+    rec = json.loads((tmp_path / "episodes.jsonl").read_text().splitlines()[0])
+    assert rec["first_plan"] and rec["agent_log"][0]["event"] == "plan"
+    assert (tmp_path / "videos" / "seed01000.mp4").exists()

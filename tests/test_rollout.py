@@ -25,7 +25,7 @@ def test_parallel_rollout_resumes(tmp_path):
 
 
 def test_rollout_cli_writes_video_and_summary(tmp_path):
-    r = run_cli("rollout", "env=metaworld/drawer_open", "n=2", "env.height=48", "env.width=48", f"out={tmp_path}")
+    r = run_cli("rollout", "env=metaworld/drawer_open", "planner=none", "env.perturbation=null", "n=2", "env.height=48", "env.width=48", f"out={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["success_rate"] == 1.0

@@ -60,7 +60,7 @@ def test_egpt_policy_trains_on_cached_features(lift_demos, planner_dir, tmp_path
 
 def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
     paths = f"policy.path=[{cnn_runs / 'cnn1' / 'best'},{cnn_runs / 'cnn2' / 'last'}]"
-    r = run_cli("rollout", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", "env.height=64", "env.width=64",
+    r = run_cli("rollout", "env=robosuite/lift", "planner=none", "env.perturbation=null", "env.cameras=[robot0_eye_in_hand]", "env.height=64", "env.width=64",
                 "env.horizon=15", "policy.type=learned", paths, "n=1", f"out={tmp_path}", "video=false")
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "summary.json").read_text())
@@ -70,7 +70,7 @@ def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
 
 
 def test_policy_for_another_env_is_refused(cnn_runs, tmp_path):
-    r = run_cli("rollout", "env=metaworld/assembly", "policy.type=learned", f"policy.path={cnn_runs / 'cnn1' / 'best'}",
+    r = run_cli("rollout", "env=metaworld/assembly", "planner=none", "env.perturbation=null", "policy.type=learned", f"policy.path={cnn_runs / 'cnn1' / 'best'}",
                 "n=1", f"out={tmp_path}")
     assert r.returncode == 2
     assert "actions (7,) and proprio (9,); this env has actions (4,) and proprio (4,)" in r.stderr

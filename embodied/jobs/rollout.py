@@ -100,12 +100,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
         def report(res: dict, _traj) -> None:
             line = (f"episode seed={res['seed']} success={res['success']} steps={res['steps']} "
-                    f"instruction='{res['instruction']}'")
+                    f"instruction='{res['instruction']}'" + (f" error={res['error']}" if res.get("error") else ""))
             if "first_plan" in res:
                 line += f" plan={res['first_plan']} replans={res['replans']}"
-                for e in res["agent_log"]:
-                    if e["event"] in ("failure", "replan"):
-                        line += f"\n    t={e['t']} {e['event']}: {e.get('reason', '')}"
+                for e in res["agent_log"][1:]:  # sub-goal progress, failures and re-plans, in order
+                    what = e.get("subgoal", "") if e["event"] == "done" else e.get("reason", "")
+                    if e["event"] == "replan":
+                        what += f" -> new plan {e['plan']}"
+                    line += f"\n    t={e['t']:3d} {e['event']}: {what}"
             if "video" in res:
                 line += f" video={res['video']}"
             print(line, flush=True)
