@@ -37,6 +37,8 @@ def evaluate(planner, samples, dataset, batch: int = 8) -> dict:
             seq.append([g.text for g in got.subgoals] == [w.text for w in want.subgoals])
             exact.append(out.strip() == it["planning"].strip())
             for qa in s["qa"]:
+                if qa["answer"] not in ("yes", "no"):
+                    continue
                 done_n += 1
                 sub = qa["question"][4:-7]
                 done_ok += planner.is_done(it["video"], sub) == (qa["answer"] == "yes")

@@ -31,12 +31,25 @@ def done_question(subgoal: str) -> str:
     return f"Is '{subgoal}' done?"
 
 
+NEXT_QUESTION = "The task is: {task}. Which step is the robot working on now?"
+
+
 def done_questions(subgoals: Sequence[str], index: int) -> list[dict]:
-    """Yes/no labels from the simulator: the sub-goal in progress is not done; the one before it is."""
+    """Yes/no labels from the simulator: the sub-goal in progress (and the one after it) is not done, the
+    one before it (and the one before that) is; as many yes as no where the episode allows."""
     qa = [{"question": done_question(subgoals[index]), "answer": "no"}]
     if index > 0:
         qa.append({"question": done_question(subgoals[index - 1]), "answer": "yes"})
+    if index > 1:
+        qa.append({"question": done_question(subgoals[index - 2]), "answer": "yes"})
+    if index + 1 < len(subgoals) and index > 1:
+        qa.append({"question": done_question(subgoals[index + 1]), "answer": "no"})
     return qa
+
+
+def next_question(task: str, subgoals: Sequence[str], index: int) -> dict:
+    """The step in progress, asked as the planning-QA benchmark asks it."""
+    return {"question": NEXT_QUESTION.format(task=task), "answer": subgoals[index]}
 
 
 def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
@@ -81,7 +94,8 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                     records.append({"id": f"{path.stem}/{name}/t{t}", "image": clip_name,
                                     "instruction": instruction, "caption": describe(subgoals, k),
                                     "planning": format_plan(instruction, subgoals[k:]), "score": 1.0,
-                                    "subgoal": subgoals[k], "subgoal_index": k, "qa": done_questions(subgoals, k)})
+                                    "subgoal": subgoals[k], "subgoal_index": k,
+                                    "qa": done_questions(subgoals, k) + [next_question(instruction, subgoals, k)]})
     if not records:
         raise EmbodiedError(f"no demos found in {[str(p) for p in demo_paths]}")
     out = out_dir / "egocot.jsonl"

@@ -18,13 +18,12 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from embodied.datasets.corpus import _ego_camera, done_question, sample_points
+from embodied.datasets.corpus import NEXT_QUESTION, _ego_camera, done_question, sample_points
 from embodied.datasets.demos import demo_names, open_demo_file
 from embodied.datasets.egocot import format_plan, subgoal_action
 from embodied.errors import EmbodiedError
 from embodied.io import atomic_path
 
-NEXT_QUESTION = "The task is: {task}. Which step is the robot working on now?"
 EXPLAIN_QUESTION = "The robot was working on '{subgoal}'. What went wrong?"
 
 

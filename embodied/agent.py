@@ -54,13 +54,18 @@ class EmbodiedAgent:
     @property
     def subgoal(self) -> str:
         if self.plan is None or not self.plan.subgoals:
-            return ""
+            return self.plan.task if self.plan is not None else ""
         return self.plan.subgoals[min(self.k, len(self.plan) - 1)].text
 
     def _event(self, kind: str, **kw) -> None:
         self.log.append({"t": self.t, "event": kind, **kw})
 
     def _new_plan(self, plan: Plan, kind: str, reason: str = "") -> None:
+        if not plan.subgoals and self.plan is not None and self.plan.subgoals:
+            # An unreadable re-plan must not replace a usable plan: keep going on the old one.
+            self.steps_in_subgoal = 0
+            self._event(kind, plan=[], partial=True, reason=reason + " (the new plan had no steps; the previous one stands)")
+            return
         self.plan, self.k, self.steps_in_subgoal = plan, 0, 0
         self._event(kind, plan=[s.text for s in plan.subgoals], partial=plan.partial, reason=reason)
 
@@ -79,7 +84,9 @@ class EmbodiedAgent:
     def _check(self, instruction: str, info: dict | None) -> None:
         clip = self.clip()
         if not self.plan.subgoals:
-            return self._fail(instruction, info, "the plan has no steps")
+            if self.cfg.replan and self.replans < self.cfg.max_replans:
+                self._fail(instruction, info, "the plan has no steps")
+            return  # nothing to judge; the policy keeps acting on the instruction alone
         if self.k > 0:  # a regression: the previous sub-goal is no longer done (e.g. the object fell)
             prev = self.plan.subgoals[self.k - 1].text
             if not self.planner.is_done(clip, prev, info):

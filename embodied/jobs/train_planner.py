@@ -238,7 +238,7 @@ def training_pairs(dataset, stage: str) -> list[dict]:
             items.append({"i": i, "prompt": DESCRIBE_PROMPT, "answer": s["caption"], "etext": ""})
             continue
         experience = ""
-        if zlib.crc32(s["id"].encode()) % 5 == 0 and s["qa"]:
+        if zlib.crc32(s["id"].encode()) % 5 == 0 and s["qa"] and s["qa"][0]["question"].startswith("Is '"):
             experience = f"'{s['qa'][0]['question'][4:-7]}' was not done in time."
         items.append({"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
                       "etext": s["instruction"]})
