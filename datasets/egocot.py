@@ -9,7 +9,6 @@ asked to infer the task from the video.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -141,7 +140,3 @@ class EgoCOTDataset(torch.utils.data.Dataset):
         clip = load_clip(s["image"], s["root"], self.n_frames)
         return {"video": torch.from_numpy(clip), **{k: s[k] for k in ("caption", "planning", "instruction", "score", "id", "qa")}}
 
-
-def plan_words(text: str) -> list[str]:
-    """Words of plan text, for tokenizer training and metrics: punctuation split off."""
-    return re.findall(r"\w+|[^\w\s]", text)

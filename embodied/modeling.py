@@ -7,7 +7,6 @@ One file, top to bottom: configs, VisionEncoder, EmbodiedFormer, EmbodiedGPT. Th
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -591,6 +590,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
-
-def config_json(cfg: EmbodiedGPTConfig) -> str:
-    return json.dumps(cfg.to_dict(), indent=2)
