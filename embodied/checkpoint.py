@@ -7,7 +7,6 @@ Written into a temporary directory and renamed into place, so a killed save leav
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from embodied.errors import EmbodiedError
+from embodied.io import atomic_dir
 from embodied.modeling import EmbodiedGPT, EmbodiedGPTConfig
 
 
@@ -27,11 +27,7 @@ def save_model(model: EmbodiedGPT, path: str | Path, bundle: bool = False, extra
     """`bundle` copies the backbones in even when they came from a directory (a self-contained
     checkpoint, as the shipped tiny model is); `extra` maps file names to writers `fn(path)`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(path) as tmp:
         cfg = EmbodiedGPTConfig.from_dict(model.cfg.to_dict())
         cfg.eformer.blip2 = None  # its weights are in model.safetensors now
         if bundle or _bundled(model.cfg.vision):
@@ -47,13 +43,6 @@ def save_model(model: EmbodiedGPT, path: str | Path, bundle: bool = False, extra
         for name, writer in (extra or {}).items():
             writer(tmp / name)
         (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        old = path.with_name(f".{path.name}.old{os.getpid()}")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -104,16 +93,12 @@ def load_model(path: str | Path, cfg: EmbodiedGPTConfig | None = None, tokenizer
     """Build the model from its config (the frozen parts from their directories) and load the
     trained weights. `cfg` may override the stored config (e.g. to unfreeze a part)."""
     from embodied.assets import resolve
-    from embodied.modeling import load_hf
+    from embodied.modeling import tokenizer_from
 
     path = resolve(path)
     cfg = cfg or read_config(path)
     if tokenizer is None and (path / "tokenizer").is_dir():
-        from transformers import AutoTokenizer
-
-        tokenizer = load_hf(AutoTokenizer, str(path / "tokenizer"), f"{path}/tokenizer")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = tokenizer_from(path / "tokenizer", f"{path}/tokenizer")
     model = EmbodiedGPT(cfg, tokenizer=tokenizer)
     load_weights(model, path / "model.safetensors")
     return model
@@ -145,17 +130,13 @@ def load_weights(model: EmbodiedGPT, file: str | Path) -> None:
 
 def load_perception(path: str | Path):
     """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs."""
-    from transformers import AutoTokenizer
-
     from embodied.assets import resolve
-    from embodied.modeling import EmbodiedFormer, VisionEncoder, load_hf
+    from embodied.modeling import EmbodiedFormer, VisionEncoder, tokenizer_from
 
     path = resolve(path)
     cfg = read_config(path)
     tok_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else Path(cfg.llm.pretrained or "")
-    tokenizer = load_hf(AutoTokenizer, str(tok_dir), f"{path}: tokenizer")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = tokenizer_from(tok_dir, f"{path}: tokenizer")
     vision = VisionEncoder(cfg.vision)
     eformer = EmbodiedFormer(cfg.eformer, cfg.vision.hidden_size, len(tokenizer))
     state = load_file(str(path / "model.safetensors"))

@@ -534,19 +534,25 @@ def _dtype(name: str) -> torch.dtype:
 
 
 def load_tokenizer(cfg: LLMConfig):
-    from transformers import AutoTokenizer
-
     if not cfg.pretrained:
         raise EmbodiedError("model.llm.pretrained is not set: the tokenizer is loaded from the LLM's directory "
                             "(`embodied train-planner stage=lm` makes one for the tiny model)")
-    tok = load_hf(AutoTokenizer, cfg.pretrained, "model.llm.pretrained", trust_remote_code=cfg.trust_remote_code)
-    if tok.pad_token_id is None:  # LLaMA ships without one; EOS is never attended to once padded
+    return tokenizer_from(cfg.pretrained, "model.llm.pretrained", trust_remote_code=cfg.trust_remote_code)
+
+
+def tokenizer_from(path: str | Path, field_name: str, trust_remote_code: bool = False):
+    """A tokenizer from a local directory, with a pad token (LLaMA ships without one; EOS serves,
+    since padded positions are never attended to)."""
+    from transformers import AutoTokenizer
+
+    tok = load_hf(AutoTokenizer, str(path), field_name, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok
 
 
 def build_llm(cfg: LLMConfig, vocab_size: int | None = None) -> nn.Module:
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     if cfg.pretrained:
         return load_hf(AutoModelForCausalLM, cfg.pretrained, "model.llm.pretrained", dtype=_dtype(cfg.dtype),

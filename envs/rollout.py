@@ -22,19 +22,19 @@ class GuardedEnv(gym.Wrapper):
     accelerations, after which MuJoCo silently resets its state), ends the episode with info["error"];
     the env is then rebuilt from its config at the next reset, and the run goes on."""
 
-    _BAD = ("mjWARN_BADQPOS", "mjWARN_BADQVEL", "mjWARN_BADQACC")
-
     def __init__(self, cfg: dict):
-        super().__init__(make_env(cfg))
-        self.cfg, self._broken, self._last, self._warnings = cfg, False, None, 0
-
-    def _bad_count(self) -> int:
         import mujoco
 
+        super().__init__(make_env(cfg))
+        self.cfg, self._broken, self._last, self._warnings = cfg, False, None, 0
+        w = mujoco.mjtWarning  # resolved once: _bad_count runs on every step
+        self._bad = [int(w.mjWARN_BADQPOS), int(w.mjWARN_BADQVEL), int(w.mjWARN_BADQACC)]
+
+    def _bad_count(self) -> int:
         data = getattr(self.env.unwrapped, "mujoco_data", lambda: None)()
         if data is None:
             return 0
-        return sum(int(data.warning[getattr(mujoco.mjtWarning, w)].number) for w in self._BAD)
+        return sum(int(data.warning[i].number) for i in self._bad)
 
     def reset(self, **kwargs):
         if self._broken:

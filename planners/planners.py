@@ -83,9 +83,9 @@ class EmbodiedGPTPlanner(Planner):
     def is_done(self, video, subgoal, info=None):
         from embodied.datasets.corpus import done_question
 
-        q = done_question(subgoal)
-        lp = self.model.answer_logprobs(self._video(video).expand(2, *self._video(video).shape[1:]), [q, q],
-                                        ["yes", "no"], eformer_text=[q, q], blind=self.blind)
+        q, v = done_question(subgoal), self._video(video)
+        lp = self.model.answer_logprobs(v.expand(2, *v.shape[1:]), [q, q], ["yes", "no"], eformer_text=[q, q],
+                                        blind=self.blind)
         return bool(lp[0] > lp[1])
 
 

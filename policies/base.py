@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -109,23 +107,15 @@ class Policy(nn.Module):
 
     # -- files ----------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        from embodied.io import atomic_dir
+
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_dir(path) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k in self.saved_keys()}
             save_file(state, str(tmp / "model.safetensors"))
             (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
             for name, writer in (extra or {}).items():
                 writer(tmp / name)
-            old = path.with_name(f".{path.name}.old{os.getpid()}")
-            if path.exists():
-                os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     def saved_keys(self) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from omegaconf import DictConfig
 
 from embodied.assets import ASSETS
 from embodied.errors import EmbodiedError
+from embodied.io import atomic_dir
 
 LIMIT = 50 * 2**20
 
@@ -21,9 +21,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     if not (planner / "config.json").exists():
         raise EmbodiedError(f"run={run_dir}: no planner checkpoint at plan/checkpoint; run `embodied pipeline` first")
     dest = ASSETS / str(cfg.name)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(dest) as tmp:
         shutil.copytree(planner, tmp / "planner", ignore=shutil.ignore_patterns("trainer_state.pt"))
         for pol in sorted((run_dir / "policies").glob("*/best")):
             target = tmp / "policies" / pol.parent.name
@@ -34,11 +32,6 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         if size > LIMIT:
             raise EmbodiedError(f"{size / 2**20:.1f} MB to ship, more than the {LIMIT // 2**20} MB budget")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({"shipped": str(dest), "MB": round(size / 2**20, 1),
                       "policies": sorted(p.name for p in (dest / "policies").iterdir()) if (dest / "policies").exists() else []}))
     return dest

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -184,20 +182,12 @@ def _lm_setup(cfg, dataset, resume_dir: Path | None):
 
 
 def _save_dir(path: Path, write: Callable, extra: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    from embodied.io import atomic_dir
+
+    with atomic_dir(path) as tmp:
         write(tmp)
         for name, writer in extra.items():
             writer(tmp / name)
-        old = path.with_name(f".{path.name}.old{os.getpid()}")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- stages align and plan: the vision-language model ---------------------------------------------
