@@ -38,7 +38,7 @@ def main() -> None:
             cfg = OmegaConf.create({
                 "policy": {"type": "learned" if task in policies else "expert", "path": policies.get(task), "noise": 0.0},
                 "planner": {"type": "egpt" if args.planner else "oracle", "path": args.planner},
-                "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 4, "subgoal_budget": 80,
+                "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 6, "subgoal_budget": 80,
                           "max_replans": 2, "replan": replan}})
             env_cfg = {**env, **({"perturbation": perturb} if perturb else {})}
             make, _ = make_agent_factory(cfg, env_cfg, policies.get(task))

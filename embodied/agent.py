@@ -9,11 +9,44 @@ is ignored except by the oracle planner; `episode_summary()` is what the runner 
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from embodied.planners import Plan, Planner
+
+# "Is it done?" checks run on one background thread while the simulator steps: MuJoCo and its software
+# renderer keep about one core busy, so on a small machine the check costs the loop nearly nothing. Every
+# agent in the process shares the thread, and every agent waits for the check in flight before it uses
+# torch itself, so model code never runs on two threads at once. The check runs on one torch thread
+# (two would fight the renderer for the cores); its scores match in-line ones to float rounding.
+_checks: ThreadPoolExecutor | None = None
+_in_flight: Future | None = None
+
+
+def _settle() -> None:
+    if _in_flight is not None:
+        _in_flight.result()
+
+
+def _one_thread(fn, *args):
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(n)
+
+
+def _in_background(fn, *args) -> Future:
+    global _checks, _in_flight
+    if _checks is None:
+        _checks = ThreadPoolExecutor(1, thread_name_prefix="planner-checks")
+    _in_flight = _checks.submit(_one_thread, fn, *args)
+    return _in_flight
 
 
 @dataclass
@@ -21,10 +54,14 @@ class AgentConfig:
     camera: str = ""  # the egocentric camera the planner watches
     clip_len: int = 8
     clip_stride: int = 3  # env steps between clip frames
-    check_every: int = 4  # steps between "is it done?" checks
+    # Steps between "is it done?" checks. A multiple of clip_stride x the ViT's temporal patch (2) moves the
+    # clip by whole time slots, so the planner re-encodes only the newest slot (see enable_slot_cache).
+    check_every: int = 6
     subgoal_budget: int = 80  # steps before a sub-goal counts as failed
     max_replans: int = 2
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
+    # Checks run beside the next env step and their decision applies one step later; false: in line.
+    background_checks: bool = True
 
 
 class EmbodiedAgent:
@@ -35,6 +72,8 @@ class EmbodiedAgent:
         self.reset()
 
     def reset(self) -> None:
+        _settle()
+        self._asked: tuple[list[str], Future] | None = None  # a check on its way, from the previous step
         self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
         self.plan: Plan | None = None
         self.k = 0  # index of the sub-goal in progress
@@ -73,26 +112,39 @@ class EmbodiedAgent:
     def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         self.frames.append(obs["rgb"][self.cfg.camera])
         instruction = (info or {}).get("instruction", "")
+        _settle()
+        if self._asked is not None:  # the answer to the check sent with the previous step
+            (asked, answer), self._asked = self._asked, None
+            self._decide(asked, answer.result(), instruction, info)
+        check = self.plan is not None and self.t % self.cfg.check_every == 0
         if self.plan is None:
             self._new_plan(self.planner.plan(self.clip(), instruction, info), "plan")
-        elif self.t % self.cfg.check_every == 0:
+        elif check and not self.cfg.background_checks:
+            self._check(instruction, info)
+        action = self.policy.act(obs, self.subgoal)
+        if check and self.cfg.background_checks:
             self._check(instruction, info)
         self.t += 1
         self.steps_in_subgoal += 1
-        return self.policy.act(obs, self.subgoal)
+        return action
 
     def _check(self, instruction: str, info: dict | None) -> None:
-        clip = self.clip()
         if not self.plan.subgoals:
             if self.cfg.replan and self.replans < self.cfg.max_replans:
                 self._fail(instruction, info, "the plan has no steps")
             return  # nothing to judge; the policy keeps acting on the instruction alone
-        if self.k > 0:  # a regression: the previous sub-goal is no longer done (e.g. the object fell)
-            prev = self.plan.subgoals[self.k - 1].text
-            if not self.planner.is_done(clip, prev, info):
-                return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
-                                                     f"'{prev}' is no longer done.")
-        if self.k < len(self.plan) and self.planner.is_done(clip, self.subgoal, info):
+        # The current sub-goal, and the previous one to catch a regression (e.g. the object fell): one call.
+        asked = [self.subgoal] + ([self.plan.subgoals[self.k - 1].text] if self.k > 0 else [])
+        if self.cfg.background_checks:
+            self._asked = asked, _in_background(self.planner.are_done, self.clip(), asked, info)
+        else:
+            self._decide(asked, self.planner.are_done(self.clip(), asked, info), instruction, info)
+
+    def _decide(self, asked: list[str], done: list[bool], instruction: str, info: dict | None) -> None:
+        if self.k > 0 and not done[1]:
+            return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
+                                                 f"'{asked[1]}' is no longer done.")
+        if done[0]:
             self._event("done", subgoal=self.subgoal)
             self.k += 1
             self.steps_in_subgoal = 0

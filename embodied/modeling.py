@@ -7,7 +7,9 @@ One file, top to bottom: configs, VisionEncoder, EmbodiedFormer, EmbodiedGPT. Th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -179,6 +181,10 @@ class VisionEncoder(nn.Module):
 
     def preprocess(self, video: torch.Tensor) -> torch.Tensor:
         """uint8 or float in [0, 1]: (H, W, 3), (T, H, W, 3) or (B, T, H, W, 3) -> normalised (B, 3, T, S, S)."""
+        return self._normalise(self._frames(video))
+
+    def _frames(self, video: torch.Tensor) -> torch.Tensor:
+        """The clip's `frames` frames, (B, T, H, W, 3), as given (no resizing, no scaling)."""
         if not torch.is_tensor(video):
             video = torch.as_tensor(video)
         if video.dim() == 3:  # one image
@@ -194,6 +200,10 @@ class VisionEncoder(nn.Module):
         elif t != frames:  # resample evenly in time
             idx = torch.linspace(0, t - 1, frames, device=video.device).round().long()
             video = video[:, idx]
+        return video
+
+    def _normalise(self, video: torch.Tensor) -> torch.Tensor:
+        b = video.shape[0]
         x = video.to(self.mean.device)
         x = x.float() / 255.0 if not x.is_floating_point() else x.float()
         x = rearrange(x, "b t h w c -> (b t) c h w")
@@ -203,21 +213,55 @@ class VisionEncoder(nn.Module):
         x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
         return (x - self.mean) / self.std
 
+    def enable_slot_cache(self, size: int = 32) -> None:
+        """Remember the tokens of the last `size` time slots, keyed by their pixels. A planner watching a
+        live stream asks about overlapping clips: when the clip moves by whole slots, only the newest slot
+        goes through the ViT. Used only without gradients; a slot's tokens do not depend on its position
+        (the temporal embedding is added afterwards), so cached and fresh tokens are identical."""
+        self._slot_cache: OrderedDict | None = OrderedDict() if size > 0 else None
+        self._slot_cache_size = size
+
+    def _slot_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (N, 3, t, S, S) slots -> ViT tokens (N, patches + 1, D)."""
+        patches = rearrange(self.patch_embed3d(x), "b d t h w -> (b t) (h w) d")
+        emb = self.backbone.embeddings
+        cls = emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+        h = torch.cat([cls, patches], 1) + emb.position_embedding.weight[: patches.shape[1] + 1]
+        h = self.backbone.pre_layrnorm(h)
+        h = self.backbone.encoder(inputs_embeds=h).last_hidden_state
+        return self.backbone.post_layernorm(h)
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Visual tokens (B, slots * (patches + 1), D)."""
-        x = self.preprocess(video).to(self.patch_embed3d.weight.dtype)
-        slots = x.shape[2] // self.cfg.temporal_patch
+        raw = self._frames(video)
+        t = self.cfg.temporal_patch
+        b, slots = raw.shape[0], raw.shape[1] // t
         grad = torch.is_grad_enabled() and (self.patch_embed3d.weight.requires_grad or not self.cfg.freeze)
+        dtype = self.patch_embed3d.weight.dtype
         with torch.set_grad_enabled(grad):  # frozen and nothing upstream to train: no activations kept
-            patches = rearrange(self.patch_embed3d(x), "b d t h w -> (b t) (h w) d")
-            emb = self.backbone.embeddings
-            cls = emb.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
-            h = torch.cat([cls, patches], 1) + emb.position_embedding.weight[: patches.shape[1] + 1]
-            h = self.backbone.pre_layrnorm(h)
-            h = self.backbone.encoder(inputs_embeds=h).last_hidden_state
-            h = self.backbone.post_layernorm(h)
+            if getattr(self, "_slot_cache", None) is None or grad:
+                x = rearrange(self._normalise(raw).to(dtype), "b c (s t) h w -> (b s) c t h w", t=t)
+                h = self._slot_tokens(x)
+            else:
+                h = self._cached_slot_tokens(raw.reshape(b * slots, t, *raw.shape[2:]), dtype)
         h = rearrange(h, "(b t) n d -> b t n d", t=slots) + self.temporal_embed[:slots, None].to(h.dtype)
         return rearrange(h, "b t n d -> b (t n) d")
+
+    def _cached_slot_tokens(self, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        cache = self._slot_cache
+        keys = [hashlib.blake2b(f"{tuple(s.shape)}{s.dtype}".encode() + s.contiguous().cpu().numpy().tobytes(),
+                                digest_size=16).digest() for s in slots]
+        todo = list({k: i for i, k in enumerate(keys) if k not in cache}.values())
+        if todo:
+            new = self._slot_tokens(self._normalise(slots[todo]).to(dtype))
+            for i, h in zip(todo, new):
+                cache[keys[i]] = h
+        for k in keys:
+            cache.move_to_end(k)
+        out = torch.stack([cache[k] for k in keys])
+        while len(cache) > self._slot_cache_size:
+            cache.popitem(last=False)
+        return out
 
     def global_feature(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean of the slots' CLS tokens: one vector per clip (for the policy's global input)."""
@@ -396,6 +440,8 @@ class EmbodiedGPT(nn.Module):
         visual = self.vision(video)
         if text is None:
             return self.eformer(visual), visual
+        if visual.shape[0] == 1 and len(text) > 1:  # one clip, several questions: the ViT runs once
+            visual = visual.expand(len(text), -1, -1)
         ids, mask = self._text_input(text)
         return self.eformer(visual, ids, mask), visual
 
@@ -452,6 +498,46 @@ class EmbodiedGPT(nn.Module):
         target = lab[:, 1:]
         logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0)[..., None])[..., 0]
         return (logp * (target != -100)).sum(1)
+
+    @torch.no_grad()
+    def choice_logprobs(self, video: torch.Tensor | None, prompts: Sequence[str], choices: Sequence[str],
+                        eformer_text: Sequence[str] | None = None, blind: bool = False) -> torch.Tensor:
+        """Summed log-probability of each of the same `choices` after each prompt, (B, C): yes/no
+        questions and multiple choice by likelihood. Equal to `answer_logprobs` over every (prompt, choice)
+        pair, but the video, the E-former and the prompt go through the model once per prompt; only the
+        short answers run once per choice, on the prompt's KV cache."""
+        tok = self.tokenizer
+        queries = self._queries(video, prompts, eformer_text, blind)
+        seqs, _ = self._sequences(queries, prompts, None)
+        b, c, n = len(seqs), len(choices), max(len(s) for s in seqs)
+        ctx = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])  # left padding: all prompts end at n - 1
+        mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        llm, past = self.llm, None
+        if hasattr(llm, "get_base_model"):  # as in generate(): prefix tuning is a pre-filled KV cache
+            if self.cfg.adapter.type == "prefix":
+                n_virtual = llm.peft_config["default"].num_virtual_tokens
+                past = llm.get_prompt(b)
+                mask = torch.cat([mask.new_ones(b, n_virtual), mask], 1)
+            llm = llm.get_base_model()
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = llm(inputs_embeds=ctx, attention_mask=mask, position_ids=pos[:, -n:], cache=past,
+                  use_cache=True, logits_to_keep=1)
+        ids = [tok(ch, add_special_tokens=False)["input_ids"][: self.cfg.max_answer_len] + [tok.eos_token_id]
+               for ch in choices]
+        m = max(len(i) for i in ids)
+        ans = torch.tensor([i + [tok.eos_token_id] * (m - len(i)) for i in ids], device=self.device).repeat(b, 1)
+        ans_mask = torch.tensor([[1] * len(i) + [0] * (m - len(i)) for i in ids], device=self.device).repeat(b, 1)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1).repeat_interleave(c, 0)
+        score = first.gather(1, ans[:, :1])[:, 0]
+        if m > 1:  # the rest of each answer, the prompt's cache shared by its C answers
+            cache = out.cache
+            cache.batch_repeat_interleave(c)
+            full = torch.cat([mask.repeat_interleave(c, 0), ans_mask[:, :-1]], 1)
+            cont = llm(input_ids=ans[:, :-1], attention_mask=full, cache=cache,
+                       position_ids=pos[:, -1:].repeat_interleave(c, 0) + 1 + torch.arange(m - 1, device=self.device))
+            logp = torch.log_softmax(cont.logits.float(), -1).gather(-1, ans[:, 1:, None])[..., 0]
+            score = score + (logp * ans_mask[:, 1:]).sum(1)
+        return score.view(b, c)
 
     @torch.no_grad()
     def generate(self, video: torch.Tensor | None, prompts: Sequence[str], max_new_tokens: int = 128,

@@ -3,6 +3,7 @@
     plan(video, instruction, info=None) -> Plan
     replan(video, instruction, experience, info=None) -> Plan
     is_done(video, subgoal, info=None) -> bool        # success detection from the execution video
+    are_done(video, subgoals, info=None) -> list[bool] # several sub-goals judged on one clip
 
 `video` is the latest egocentric clip (T, H, W, 3) uint8. `info` is the env's info dict; only the oracle
 reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
@@ -31,6 +32,9 @@ class Planner:
     def is_done(self, video, subgoal: str, info: dict | None = None) -> bool:
         raise NotImplementedError
 
+    def are_done(self, video, subgoals: list[str], info: dict | None = None) -> list[bool]:
+        return [self.is_done(video, s, info) for s in subgoals]
+
 
 class OraclePlanner(Planner):
     """The simulator's sub-goals from the current one on, and its own progress labels: isolates control."""
@@ -58,6 +62,7 @@ class EmbodiedGPTPlanner(Planner):
 
     def __init__(self, model, max_new_tokens: int = 160):
         self.model = model.eval()
+        self.model.vision.enable_slot_cache()  # consecutive checks share all but the newest slots of their clips
         self.max_new_tokens = max_new_tokens
 
     @classmethod
@@ -81,12 +86,15 @@ class EmbodiedGPTPlanner(Planner):
         return parse_plan(text)
 
     def is_done(self, video, subgoal, info=None):
+        return self.are_done(video, [subgoal], info)[0]
+
+    def are_done(self, video, subgoals, info=None):
+        """All questions in one batch: the clip is encoded once, 'yes' and 'no' share each question's cache."""
         from embodied.datasets.corpus import done_question
 
-        q, v = done_question(subgoal), self._video(video)
-        lp = self.model.answer_logprobs(v.expand(2, *v.shape[1:]), [q, q], ["yes", "no"], eformer_text=[q, q],
-                                        blind=self.blind)
-        return bool(lp[0] > lp[1])
+        qs = [done_question(s) for s in subgoals]
+        lp = self.model.choice_logprobs(self._video(video), qs, ["yes", "no"], eformer_text=qs, blind=self.blind)
+        return [bool(a > b) for a, b in lp.tolist()]
 
 
 class BlindPlanner(EmbodiedGPTPlanner):

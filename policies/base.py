@@ -75,7 +75,8 @@ class Policy(nn.Module):
     def next_action(self, obs: dict, subgoal: str | None, queue: deque) -> np.ndarray:
         if not queue:
             rgb, proprio = self.check_obs(obs)
-            self.eval()
+            if self.training:  # eval() walks every submodule: only when needed, not on each chunk
+                self.eval()
             queue.extend(self.predict(rgb[None], proprio[None], [subgoal or ""])[0].cpu().numpy())
         return queue.popleft().astype(np.float32)
 

@@ -39,9 +39,11 @@ def test_drop_is_detected_and_replanning_recovers(replan):
     env.close()
 
 
-def test_agent_without_perturbation_follows_the_plan():
+@pytest.mark.parametrize("background", [True, False])
+def test_agent_without_perturbation_follows_the_plan(background):
     env = stack_env(perturb=False)
-    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Stack"), AgentConfig(camera="robot0_eye_in_hand"))
+    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Stack"),
+                          AgentConfig(camera="robot0_eye_in_hand", background_checks=background))
     info = run_episode(env, agent, seed=5)
     assert info["success"] and agent.replans == 0
     done = [e["subgoal"] for e in agent.log if e["event"] == "done"]
@@ -71,8 +73,10 @@ def test_embodiedgpt_planner_in_the_loop(cls):
                     "width": 64, "horizon": 12})
     agent = EmbodiedAgent(planner, make_expert("robosuite", "Lift"),
                           AgentConfig(camera="robot0_eye_in_hand", check_every=4, subgoal_budget=6))
+    threads = torch.get_num_threads()
     run_episode(env, agent, seed=0)
     assert agent.log[0]["event"] == "plan"
+    assert torch.get_num_threads() == threads  # the background check gives its one-thread setting back
     env.close()
 
 

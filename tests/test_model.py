@@ -96,6 +96,37 @@ def test_batched_cached_generation_matches_step_by_step(tok, adapter):
         assert batched[i] == tok.decode(ids, skip_special_tokens=True).strip()
 
 
+@pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix", "lora"])
+def test_choice_scores_on_a_shared_cache_match_full_forwards(tok, adapter):
+    torch.manual_seed(0)
+    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
+    with torch.no_grad():
+        for p in m.llm.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    v = video(1)  # one clip, two questions of different lengths, answers of different lengths
+    prompts, choices = [plan_prompt("lift the cube"), "x"], ["yes", "no", "reach the can"]
+    shared = m.choice_logprobs(v, prompts, choices)
+    pairs = [(p, c) for p in prompts for c in choices]
+    full = m.answer_logprobs(v, [p for p, _ in pairs], [c for _, c in pairs])
+    torch.testing.assert_close(shared.flatten(), full, atol=1e-4, rtol=1e-4)
+
+
+def test_slot_cache_gives_the_same_tokens_and_skips_seen_slots(tok):
+    enc = VisionEncoder(small_cfg().vision).eval()
+    frames = torch.randint(0, 256, (12, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        ref = [enc(frames[None, :8]), enc(frames[None, 4:12])]
+        enc.enable_slot_cache(8)
+        calls = []
+        enc.backbone.encoder.register_forward_hook(lambda mod, a, kw, out: calls.append(kw["inputs_embeds"].shape[0]),
+                                                   with_kwargs=True)
+        got = [enc(frames[None, :8]), enc(frames[None, 4:12])]
+    for r, g in zip(ref, got):
+        torch.testing.assert_close(r, g)
+    assert calls == [4, 2]  # the clip moved by two slots: only those two went through the ViT
+
+
 def test_plan_returns_text(tok):
     m = EmbodiedGPT(small_cfg(), tokenizer=tok).eval()
     out = m.plan(video(1)[0], "stack the red cube", max_new_tokens=5)

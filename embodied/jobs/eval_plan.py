@@ -47,15 +47,15 @@ class _Answerer:
         elif kind != "oracle":
             raise EmbodiedError(f"planner.type={kind!r}: expected egpt, blind or oracle")
 
-    def _video(self, frames: np.ndarray, n: int) -> torch.Tensor:
-        return torch.from_numpy(frames)[None].expand(n, *frames.shape)
+    def _video(self, frames: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(frames)[None]
 
     def likelihood_choice(self, frames, question: str, choices: list[str], label) -> tuple[int, list[float]]:
         if self.model is None:
             return label, []
         tok = self.model.tokenizer
-        lp = self.model.answer_logprobs(self._video(frames, len(choices)), [question] * len(choices), choices,
-                                        eformer_text=[question] * len(choices), blind=self.kind == "blind")
+        lp = self.model.choice_logprobs(self._video(frames), [question], choices, eformer_text=[question],
+                                        blind=self.kind == "blind")[0]
         lengths = torch.tensor([len(tok(c, add_special_tokens=False)["input_ids"]) + 1 for c in choices])
         mean = (lp.cpu() / lengths).tolist()  # mean token log-likelihood: the lowest LM loss wins
         return int(np.argmax(mean)), [round(x, 4) for x in mean]
@@ -63,7 +63,7 @@ class _Answerer:
     def generate(self, frames, prompt: str, reference: str, task: str = "") -> str:
         if self.model is None:
             return reference
-        return self.model.generate(self._video(frames, 1), [prompt], self.max_new_tokens,
+        return self.model.generate(self._video(frames), [prompt], self.max_new_tokens,
                                    eformer_text=[task or prompt], blind=self.kind == "blind")[0]
 
 
