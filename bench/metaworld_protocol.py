@@ -1,9 +1,9 @@
 """EmbodiedGPT's control protocol on Meta-World: tasks x {10, 25} demos x 2 cameras, the EmbodiedGPT
 policy and both baselines trained on the same demos in the same run, success over N rollouts on fresh seeds.
 
-    python bench/metaworld_protocol.py --planner runs/plan/checkpoint --out runs/mw \
+    python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
-        [--cameras corner gripperPOV] [--episodes 50] [--epochs 60]
+        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150]
 
 Every step is an `embodied` job (collect, train-policy), so an interrupted study resumes where it stopped.
 Prints the table and writes out/results.json.
@@ -34,26 +34,36 @@ def main() -> None:
     ap.add_argument("--cameras", nargs="+", default=["corner", "gripperPOV"])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES))
     ap.add_argument("--episodes", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--eval-episodes", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=400, help="egpt and global (cached frozen features: cheap epochs)")
+    ap.add_argument("--cnn-epochs", type=int, default=150, help="cnn (pixels end to end: ~2 s an epoch here)")
+    ap.add_argument("--evals", type=int, default=2, help="rollout evaluations during training (checkpoint selection)")
+    ap.add_argument("--eval-episodes", type=int, default=5)
+    ap.add_argument("--eval-horizon", type=int, default=200)
+    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--aug-views", type=int, default=2)
+    ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
+    from embodied.assets import resolve
+
+    planner_path = str(resolve(args.planner))
     out = Path(args.out)
     rows = []
     for task in args.tasks:
         demos = out / "demos" / f"{task}.hdf5"
         if not demos.exists():
-            job("collect", f"env=metaworld/{task}", f"n={max(args.demos)}", f"out={demos}", "video=false",
-                f"env.cameras=[{','.join(args.cameras)}]", "seed=0")
+            job("collect", f"env=metaworld/{task.replace('-', '_')}", f"n={max(args.demos)}", f"out={demos}",
+                "video=false", f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}")
         for cam in args.cameras:
             for n in args.demos:
                 for kind in args.policies:
                     run = out / task / cam / f"{kind}{n}"
                     if not (run / "summary.json").exists() or "final_success" not in json.loads((run / "summary.json").read_text()):
-                        planner = [f"policy.planner={args.planner}"] if kind != "cnn" else []
+                        planner = [f"policy.planner={planner_path}"] if kind != "cnn" else []
+                        epochs = args.cnn_epochs if kind == "cnn" else args.epochs
                         job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
-                            f"epochs={args.epochs}", f"eval_every={args.eval_every}", f"eval_episodes={args.eval_episodes}",
-                            f"final_episodes={args.episodes}", f"out={run}", *planner)
+                            f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
+                            f"eval_episodes={args.eval_episodes}", f"eval_horizon={args.eval_horizon}",
+                            f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}", f"out={run}", *planner)
                     s = json.loads((run / "summary.json").read_text())
                     rows.append({"task": task, "camera": cam, "demos": n, "policy": kind, "success": s["final_success"],
                                  "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]})
