@@ -154,6 +154,8 @@ class VisionEncoder(nn.Module):
         self.patch_embed3d = nn.Conv3d(3, cfg.hidden_size, (t, p, p), stride=(t, p, p), bias=conv2d.bias is not None)
         self.inflate()
         self.temporal_embed = nn.Parameter(torch.zeros(cfg.frames // t, cfg.hidden_size))
+        self._slot_cache: OrderedDict | None = None  # see enable_slot_cache
+        self._slot_cache_size = 0
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1, 1), persistent=False)
         self.backbone.requires_grad_(not cfg.freeze)
@@ -218,7 +220,7 @@ class VisionEncoder(nn.Module):
         live stream asks about overlapping clips: when the clip moves by whole slots, only the newest slot
         goes through the ViT. Used only without gradients; a slot's tokens do not depend on its position
         (the temporal embedding is added afterwards), so cached and fresh tokens are identical."""
-        self._slot_cache: OrderedDict | None = OrderedDict() if size > 0 else None
+        self._slot_cache = OrderedDict() if size > 0 else None
         self._slot_cache_size = size
 
     def _slot_tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,7 +241,7 @@ class VisionEncoder(nn.Module):
         grad = torch.is_grad_enabled() and (self.patch_embed3d.weight.requires_grad or not self.cfg.freeze)
         dtype = self.patch_embed3d.weight.dtype
         with torch.set_grad_enabled(grad):  # frozen and nothing upstream to train: no activations kept
-            if getattr(self, "_slot_cache", None) is None or grad:
+            if self._slot_cache is None or grad:
                 x = rearrange(self._normalise(raw).to(dtype), "b c (s t) h w -> (b s) c t h w", t=t)
                 h = self._slot_tokens(x)
             else:
@@ -483,42 +485,35 @@ class EmbodiedGPT(nn.Module):
             return torch.zeros(len(prompts), 0, self.cfg.eformer.hidden_size, device=self.device)
         return self.encode(video, eformer_text if eformer_text is not None else prompts)[0]
 
-    @torch.no_grad()
-    def answer_logprobs(self, video: torch.Tensor | None, prompts: Sequence[str], answers: Sequence[str],
-                        eformer_text: Sequence[str] | None = None, blind: bool = False) -> torch.Tensor:
-        """Summed log-probability of each answer given its video and prompt, (B,): for yes/no questions
-        and multiple choice by likelihood (EgoPlan's scoring), one forward pass, no generation."""
+    def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0):
+        """The prompts as left-padded embeddings (every prompt ends at the last position) for cached decoding:
+        (llm to call, embeddings (B, N, D), attention mask, KV cache to start from or None). peft's own
+        generate() hides `inputs_embeds` from transformers, so the base model is called: the adapters live
+        inside its modules anyway, except prefix tuning's, which is a pre-filled KV cache."""
         queries = self._queries(video, prompts, eformer_text, blind)
-        seqs, labels = self._sequences(queries, prompts, answers)
+        seqs, _ = self._sequences(queries, prompts, None)
         n = max(len(s) for s in seqs)
-        emb = torch.stack([F.pad(s, (0, 0, 0, n - len(s))) for s in seqs])
-        mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=self.device)
-        lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
-        logits = self.llm(inputs_embeds=emb, attention_mask=mask).logits[:, :-1].float()
-        target = lab[:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(-1, target.clamp(min=0)[..., None])[..., 0]
-        return (logp * (target != -100)).sum(1)
+        emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])
+        mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        llm, past = self.llm, None
+        if hasattr(llm, "get_base_model"):
+            if self.cfg.adapter.type == "prefix":
+                n_virtual = llm.peft_config["default"].num_virtual_tokens
+                past = llm.get_prompt(len(seqs), max_cache_len=n + n_virtual + new_tokens)
+                mask = torch.cat([mask.new_ones(len(seqs), n_virtual), mask], 1)
+            llm = llm.get_base_model()
+        return llm, emb, mask, past
 
     @torch.no_grad()
     def choice_logprobs(self, video: torch.Tensor | None, prompts: Sequence[str], choices: Sequence[str],
                         eformer_text: Sequence[str] | None = None, blind: bool = False) -> torch.Tensor:
         """Summed log-probability of each of the same `choices` after each prompt, (B, C): yes/no
-        questions and multiple choice by likelihood. Equal to `answer_logprobs` over every (prompt, choice)
-        pair, but the video, the E-former and the prompt go through the model once per prompt; only the
-        short answers run once per choice, on the prompt's KV cache."""
+        questions and multiple choice by likelihood (EgoPlan's scoring). The video, the E-former and the
+        prompt go through the model once per prompt; only the short answers run once per choice, on the
+        prompt's KV cache."""
         tok = self.tokenizer
-        queries = self._queries(video, prompts, eformer_text, blind)
-        seqs, _ = self._sequences(queries, prompts, None)
-        b, c, n = len(seqs), len(choices), max(len(s) for s in seqs)
-        ctx = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])  # left padding: all prompts end at n - 1
-        mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        llm, past = self.llm, None
-        if hasattr(llm, "get_base_model"):  # as in generate(): prefix tuning is a pre-filled KV cache
-            if self.cfg.adapter.type == "prefix":
-                n_virtual = llm.peft_config["default"].num_virtual_tokens
-                past = llm.get_prompt(b)
-                mask = torch.cat([mask.new_ones(b, n_virtual), mask], 1)
-            llm = llm.get_base_model()
+        llm, ctx, mask, past = self._prompt_batch(video, prompts, eformer_text, blind)
+        b, c, n = ctx.shape[0], len(choices), ctx.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = llm(inputs_embeds=ctx, attention_mask=mask, position_ids=pos[:, -n:], cache=past,
                   use_cache=True, logits_to_keep=1)
@@ -543,22 +538,11 @@ class EmbodiedGPT(nn.Module):
     def generate(self, video: torch.Tensor | None, prompts: Sequence[str], max_new_tokens: int = 128,
                  eformer_text: Sequence[str] | None = None, blind: bool = False, **gen_kwargs) -> list[str]:
         """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned."""
-        queries = self._queries(video, prompts, eformer_text, blind)
-        seqs, _ = self._sequences(queries, prompts, None)
-        n = max(len(s) for s in seqs)
-        emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])
-        mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens)
         tok = self.tokenizer
         gen_kwargs.setdefault("do_sample", False)
-        llm = self.llm
-        if hasattr(llm, "get_base_model"):
-            # peft's own generate() hides `inputs_embeds` from transformers; the adapters live inside the
-            # base model's modules anyway, except prefix tuning's, which is a pre-filled KV cache.
-            if self.cfg.adapter.type == "prefix":
-                n_virtual = llm.peft_config["default"].num_virtual_tokens
-                gen_kwargs["past_key_values"] = llm.get_prompt(emb.shape[0], max_cache_len=n + n_virtual + max_new_tokens)
-                mask = torch.cat([mask.new_ones(mask.shape[0], n_virtual), mask], 1)
-            llm = llm.get_base_model()
+        if past is not None:
+            gen_kwargs["past_key_values"] = past
         out = llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                                 eos_token_id=tok.eos_token_id, **gen_kwargs)

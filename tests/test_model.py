@@ -107,9 +107,13 @@ def test_choice_scores_on_a_shared_cache_match_full_forwards(tok, adapter):
     v = video(1)  # one clip, two questions of different lengths, answers of different lengths
     prompts, choices = [plan_prompt("lift the cube"), "x"], ["yes", "no", "reach the can"]
     shared = m.choice_logprobs(v, prompts, choices)
-    pairs = [(p, c) for p in prompts for c in choices]
-    full = m.answer_logprobs(v, [p for p, _ in pairs], [c for _, c in pairs])
-    torch.testing.assert_close(shared.flatten(), full, atol=1e-4, rtol=1e-4)
+    full = []  # the training loss of each (prompt, answer) pair alone, right-padded, no cache: mean NLL x tokens
+    with torch.no_grad():
+        for p in prompts:
+            for c in choices:
+                n = len(tok(c, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+                full.append(-m(v, [p], [c]).item() * n)
+    torch.testing.assert_close(shared.flatten(), torch.tensor(full), atol=1e-4, rtol=1e-4)
 
 
 def test_slot_cache_gives_the_same_tokens_and_skips_seen_slots(tok):
