@@ -50,7 +50,13 @@ def format_plan(task: str, subgoals: Sequence[str]) -> str:
     """The EgoCOT answer schema: `Task: t. Plan: Step 1: s1. Step 2: s2. Actions: 1. v(n) 2. v(n, m)`."""
     steps = " ".join(f"Step {i}: {s}." for i, s in enumerate(subgoals, 1))
     acts = " ".join(f"{i}. {format_action(*subgoal_action(s))}" for i, s in enumerate(subgoals, 1))
-    return f"Task: {task}. Plan: {steps} Actions: {acts}"
+    return f"{plan_start(task)} {steps} Actions: {acts}"
+
+
+def plan_start(task: str) -> str:
+    """The opening of every plan answer. It only restates the instruction the prompt already holds, so a
+    planner starts its answer with it (forced) instead of re-deriving the task's object names."""
+    return f"Task: {task}. Plan:"
 
 
 def load_clip(image: str | Path, root: Path | None = None, n_frames: int = 8) -> np.ndarray:

@@ -450,9 +450,11 @@ class EmbodiedGPT(nn.Module):
     def _embed(self, ids: list[int]) -> torch.Tensor:
         return self.llm.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=self.device))
 
-    def _sequences(self, queries: torch.Tensor, prompts: Sequence[str], answers: Sequence[str] | None):
+    def _sequences(self, queries: torch.Tensor, prompts: Sequence[str], answers: Sequence[str] | None,
+                   starts: Sequence[str] | None = None):
         """Per sample: embeddings of [BOS, 'Human: ', mapped queries, prompt, 'Assistant: ', answer EOS]
-        and labels (-100 except the answer tokens)."""
+        and labels (-100 except the answer tokens). Without answers, `starts` are given openings of the
+        answers (no EOS), tokenized on their own as the answers are in training."""
         tok = self.tokenizer
         before, after = TEMPLATE.split(VIDEO_TOKEN)
         mapped = self.mapping(queries).to(self.llm.get_input_embeddings().weight.dtype)
@@ -464,6 +466,8 @@ class EmbodiedGPT(nn.Module):
             ans = []
             if answers is not None:
                 ans = tok(answers[i], add_special_tokens=False)["input_ids"][: self.cfg.max_answer_len] + [tok.eos_token_id]
+            elif starts is not None and starts[i]:
+                ans = tok(starts[i], add_special_tokens=False)["input_ids"]
             emb = torch.cat([self._embed(pre), mapped[i], self._embed(post + ans)])
             seqs.append(emb)
             labels.append([-100] * (len(pre) + mapped.shape[1] + len(post)) + ans)
@@ -485,13 +489,13 @@ class EmbodiedGPT(nn.Module):
             return torch.zeros(len(prompts), 0, self.cfg.eformer.hidden_size, device=self.device)
         return self.encode(video, eformer_text if eformer_text is not None else prompts)[0]
 
-    def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0):
+    def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0, starts=None):
         """The prompts as left-padded embeddings (every prompt ends at the last position) for cached decoding:
         (llm to call, embeddings (B, N, D), attention mask, KV cache to start from or None). peft's own
         generate() hides `inputs_embeds` from transformers, so the base model is called: the adapters live
         inside its modules anyway, except prefix tuning's, which is a pre-filled KV cache."""
         queries = self._queries(video, prompts, eformer_text, blind)
-        seqs, _ = self._sequences(queries, prompts, None)
+        seqs, _ = self._sequences(queries, prompts, None, starts)
         n = max(len(s) for s in seqs)
         emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])
         mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
@@ -536,9 +540,11 @@ class EmbodiedGPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, video: torch.Tensor | None, prompts: Sequence[str], max_new_tokens: int = 128,
-                 eformer_text: Sequence[str] | None = None, blind: bool = False, **gen_kwargs) -> list[str]:
-        """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned."""
-        llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens)
+                 eformer_text: Sequence[str] | None = None, blind: bool = False,
+                 answer_start: Sequence[str] | None = None, **gen_kwargs) -> list[str]:
+        """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned.
+        `answer_start`: per prompt, text the answer is forced to open with (returned as part of it)."""
+        llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens, answer_start)
         tok = self.tokenizer
         gen_kwargs.setdefault("do_sample", False)
         if past is not None:
@@ -546,12 +552,16 @@ class EmbodiedGPT(nn.Module):
         out = llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                                 eos_token_id=tok.eos_token_id, **gen_kwargs)
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        starts = answer_start or [""] * len(prompts)
+        return [(s + t).strip() for s, t in zip(starts, tok.batch_decode(out, skip_special_tokens=True))]
 
     def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128) -> str:
         """One clip (T, H, W, 3) and the instruction -> plan text in EgoCOT's schema."""
+        from embodied.datasets.egocot import plan_start
+
         return self.generate(video if torch.is_tensor(video) and video.dim() == 5 else torch.as_tensor(video)[None],
-                             [plan_prompt(instruction)], max_new_tokens, eformer_text=[instruction])[0]
+                             [plan_prompt(instruction)], max_new_tokens, eformer_text=[instruction],
+                             answer_start=[plan_start(instruction)] if instruction else None)[0]
 
     # -- parameters and checkpoints ----------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

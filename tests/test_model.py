@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from embodied.datasets.egocot import format_plan
+from embodied.datasets.egocot import format_plan, plan_start
 from embodied.errors import EmbodiedError
 from embodied.modeling import (AdapterConfig, EFormerConfig, EmbodiedGPT, EmbodiedGPTConfig, LLMConfig,
                                VisionConfig, VisionEncoder, count_parameters, plan_prompt)
@@ -83,17 +83,44 @@ def test_batched_cached_generation_matches_step_by_step(tok, adapter):
     prompts = [plan_prompt("lift the cube"), "x"]  # different lengths: left padding must not matter
     batched = m.generate(v, prompts, max_new_tokens=6, min_new_tokens=6)
     for i in range(2):
-        q, _ = m.encode(v[i:i + 1], prompts[i:i + 1])
-        seq = m._sequences(q, prompts[i:i + 1], None)[0][0][None]
+        assert batched[i] == _greedy_without_cache(m, v[i:i + 1], prompts[i], "", 6)
+
+
+def _greedy_without_cache(m, v, prompt: str, start: str, n: int) -> str:
+    """The reference decoder: full forwards over [prompt, forced start, tokens so far], n tokens, no EOS."""
+    tok = m.tokenizer
+    with torch.no_grad():
+        q, _ = m.encode(v, [prompt])
+        seq = m._sequences(q, [prompt], None, [start])[0][0][None]
         ids = []
-        with torch.no_grad():
-            for _ in range(6):  # full forward, no cache
-                logits = m.llm(inputs_embeds=seq, attention_mask=torch.ones(seq.shape[:2], dtype=torch.long)).logits
-                logits[0, -1, tok.eos_token_id] = -float("inf")
-                nxt = int(logits[0, -1].argmax())
-                ids.append(nxt)
-                seq = torch.cat([seq, m.llm.get_input_embeddings()(torch.tensor([[nxt]]))], 1)
-        assert batched[i] == tok.decode(ids, skip_special_tokens=True).strip()
+        for _ in range(n):
+            logits = m.llm(inputs_embeds=seq, attention_mask=torch.ones(seq.shape[:2], dtype=torch.long)).logits
+            logits[0, -1, tok.eos_token_id] = -float("inf")
+            nxt = int(logits[0, -1].argmax())
+            ids.append(nxt)
+            seq = torch.cat([seq, m.llm.get_input_embeddings()(torch.tensor([[nxt]]))], 1)
+    return (start + tok.decode(ids, skip_special_tokens=True)).strip()
+
+
+@pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix"])
+def test_forced_answer_start_is_the_training_tokens_then_greedy(tok, adapter):
+    torch.manual_seed(0)
+    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
+    with torch.no_grad():
+        for p in m.llm.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    v = video(2)
+    prompts, starts = [plan_prompt("lift the cube"), "x"], [plan_start("lift the cube"), ""]
+    with torch.no_grad():  # the forced start is the training answer's own first tokens, EOS aside
+        q, _ = m.encode(v[:1], prompts[:1])
+        forced = m._sequences(q, prompts[:1], None, starts[:1])[0][0]
+        teacher = m._sequences(q, prompts[:1], [starts[0]])[0][0]
+    torch.testing.assert_close(forced, teacher[:-1])
+    out = m.generate(v, prompts, max_new_tokens=4, min_new_tokens=4, answer_start=starts)
+    assert out[0].startswith("Task: lift the cube. Plan:")
+    for i in range(2):
+        assert out[i] == _greedy_without_cache(m, v[i:i + 1], prompts[i], starts[i], 4)
 
 
 @pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix", "lora"])

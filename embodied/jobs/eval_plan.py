@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from embodied.datasets.egocot import plan_start
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, atomic_path, read_jsonl, write_json
 
@@ -60,11 +61,11 @@ class _Answerer:
         mean = (lp.cpu() / lengths).tolist()  # mean token log-likelihood: the lowest LM loss wins
         return int(np.argmax(mean)), [round(x, 4) for x in mean]
 
-    def generate(self, frames, prompt: str, reference: str, task: str = "") -> str:
+    def generate(self, frames, prompt: str, reference: str, task: str = "", start: str = "") -> str:
         if self.model is None:
             return reference
-        return self.model.generate(self._video(frames), [prompt], self.max_new_tokens,
-                                   eformer_text=[task or prompt], blind=self.kind == "blind")[0]
+        return self.model.generate(self._video(frames), [prompt], self.max_new_tokens, eformer_text=[task or prompt],
+                                   blind=self.kind == "blind", answer_start=[start] if start else None)[0]
 
 
 def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
@@ -79,7 +80,9 @@ def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
         pick, _ = ans.likelihood_choice(frames, s["question"], ["yes", "no"], 0 if s["answer"].lower() == "yes" else 1)
         rec.update(answer=s["answer"], prediction=["yes", "no"][pick], likelihood_correct=["yes", "no"][pick] == s["answer"].lower())
     else:
-        pred = ans.generate(frames, s["question"], s["answer"], s["task_goal"])
+        # A plan opens by restating its task, as the planners in the loop force it to (plan_start).
+        start = plan_start(s["task_goal"]) if s["kind"] == "plan" and s["task_goal"] else ""
+        pred = ans.generate(frames, s["question"], s["answer"], s["task_goal"], start)
         rec.update(answer=s["answer"], prediction=pred)
     return rec
 
