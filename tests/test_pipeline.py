@@ -16,6 +16,7 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
     assert names[:2] == ["collect lift.hdf5", "collect lift_heldout.hdf5"] and "train-planner plan" in names
     assert {"eval_plan_egpt", "eval_plan_blind", "loop_lift"} <= set(p["results"])
     assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (tmp_path / "plan" / "checkpoint" / "vision").is_dir()
+    assert "perturbation: null" in (tmp_path / "eval_loop" / "lift" / "config.yaml").read_text()  # the unperturbed loop
     r = run_cli(*args)  # everything is there: every step is skipped
     assert r.returncode == 0 and r.stdout.count("skipped") == len(names)
 

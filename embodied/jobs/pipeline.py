@@ -88,14 +88,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
               lambda kind=kind, target=target: _job("eval-plan", [f"dataset.path={simqa}", f"planner.type={kind}",
                                                                   f"planner.path={planner}", f"out={target}"]))
         results[f"eval_plan_{kind}"] = json.loads((target / "summary.json").read_text())["metrics"]
-    for env in cfg.policy_tasks:
+    for env in cfg.policy_tasks:  # the unperturbed loop (the rollout job's default drops the cube mid-task)
         name = env.split("/")[-1]
         target = out / "eval_loop" / name
         _step(log, f"closed-loop rollout {name}", (target / "summary.json").exists(),
               lambda env=env, name=name, target=target: _job("rollout", [
                   f"env={env}", "policy.type=learned", f"policy.path={out / 'policies' / name / 'best'}",
                   "planner.type=egpt", f"planner.path={planner}", f"n={cfg.eval_episodes}", f"out={target}",
-                  "seed=90000", "video=false", f"env.horizon={cfg.eval_horizon}"]))
+                  "seed=90000", "video=false", f"env.horizon={cfg.eval_horizon}", "env.perturbation=null"]))
         results[f"loop_{name}"] = json.loads((target / "summary.json").read_text())
     summary = {"out": str(out), "planner": str(planner), "steps": log, "results": results}
     write_json(out / "pipeline.json", summary)
