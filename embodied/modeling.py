@@ -555,12 +555,15 @@ class EmbodiedGPT(nn.Module):
         starts = answer_start or [""] * len(prompts)
         return [(s + t).strip() for s, t in zip(starts, tok.batch_decode(out, skip_special_tokens=True))]
 
-    def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128) -> str:
-        """One clip (T, H, W, 3) and the instruction -> plan text in EgoCOT's schema."""
+    def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128, experience: str = "",
+             blind: bool = False) -> str:
+        """One clip (T, H, W, 3) or (1, T, H, W, 3) and the instruction (and, when re-planning, what went
+        wrong) -> plan text in EgoCOT's schema, opening with the instruction."""
         from embodied.datasets.egocot import plan_start
 
-        return self.generate(video if torch.is_tensor(video) and video.dim() == 5 else torch.as_tensor(video)[None],
-                             [plan_prompt(instruction)], max_new_tokens, eformer_text=[instruction],
+        video = torch.as_tensor(video)
+        return self.generate(video if video.dim() == 5 else video[None], [plan_prompt(instruction, experience)],
+                             max_new_tokens, eformer_text=[instruction], blind=blind,
                              answer_start=[plan_start(instruction)] if instruction else None)[0]
 
     # -- parameters and checkpoints ----------------------------------------------------------

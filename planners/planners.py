@@ -79,13 +79,7 @@ class EmbodiedGPTPlanner(Planner):
         return self.replan(video, instruction, "", info)
 
     def replan(self, video, instruction, experience, info=None):
-        from embodied.datasets.egocot import plan_start
-        from embodied.modeling import plan_prompt
-
-        text = self.model.generate(self._video(video), [plan_prompt(instruction, experience)], self.max_new_tokens,
-                                   eformer_text=[instruction], blind=self.blind,
-                                   answer_start=[plan_start(instruction)] if instruction else None)[0]
-        return parse_plan(text)
+        return parse_plan(self.model.plan(self._video(video), instruction, self.max_new_tokens, experience, self.blind))
 
     def is_done(self, video, subgoal, info=None):
         return self.are_done(video, [subgoal], info)[0]

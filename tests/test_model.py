@@ -26,6 +26,18 @@ def small_cfg(adapter="adaption_prompt") -> EmbodiedGPTConfig:
         adapter=AdapterConfig(type=adapter, adapter_len=3, adapter_layers=2, num_virtual_tokens=3))
 
 
+def adapted_model(tok, adapter: str) -> EmbodiedGPT:
+    """A toy model whose adapter weights are random, not their zero init (LLaMA-Adapter's gate and LoRA's B
+    start at zero), so the adapter changes every output."""
+    torch.manual_seed(0)
+    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
+    with torch.no_grad():
+        for p in m.llm.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    return m
+
+
 def video(b=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, 8, 40, 40, 3), dtype=torch.uint8, generator=g)
@@ -73,12 +85,7 @@ def test_loss_covers_answer_tokens_only(tok):
 
 @pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix", "lora"])
 def test_batched_cached_generation_matches_step_by_step(tok, adapter):
-    torch.manual_seed(0)
-    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
-    with torch.no_grad():  # make adapters non-trivial (LLaMA-Adapter's gate and LoRA's B start at zero)
-        for p in m.llm.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
+    m = adapted_model(tok, adapter)
     v = video(2)
     prompts = [plan_prompt("lift the cube"), "x"]  # different lengths: left padding must not matter
     batched = m.generate(v, prompts, max_new_tokens=6, min_new_tokens=6)
@@ -104,12 +111,7 @@ def _greedy_without_cache(m, v, prompt: str, start: str, n: int) -> str:
 
 @pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix"])
 def test_forced_answer_start_is_the_training_tokens_then_greedy(tok, adapter):
-    torch.manual_seed(0)
-    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
-    with torch.no_grad():
-        for p in m.llm.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
+    m = adapted_model(tok, adapter)
     v = video(2)
     prompts, starts = [plan_prompt("lift the cube"), "x"], [plan_start("lift the cube"), ""]
     with torch.no_grad():  # the forced start is the training answer's own first tokens, EOS aside
@@ -125,12 +127,7 @@ def test_forced_answer_start_is_the_training_tokens_then_greedy(tok, adapter):
 
 @pytest.mark.parametrize("adapter", ["adaption_prompt", "prefix", "lora"])
 def test_choice_scores_on_a_shared_cache_match_full_forwards(tok, adapter):
-    torch.manual_seed(0)
-    m = EmbodiedGPT(small_cfg(adapter), tokenizer=tok).eval()
-    with torch.no_grad():
-        for p in m.llm.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.5)
+    m = adapted_model(tok, adapter)
     v = video(1)  # one clip, two questions of different lengths, answers of different lengths
     prompts, choices = [plan_prompt("lift the cube"), "x"], ["yes", "no", "reach the can"]
     shared = m.choice_logprobs(v, prompts, choices)
