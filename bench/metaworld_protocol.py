@@ -3,7 +3,7 @@ policy and both baselines trained on the same demos in the same run, success ove
 
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
-        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150]
+        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object]
 
 Every step is an `embodied` job (collect, train-policy), so an interrupted study resumes where it stopped.
 Prints the table and writes out/results.json.
@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--eval-horizon", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--aug-views", type=int, default=2)
+    ap.add_argument("--aux-object", action="store_true",
+                    help="egpt and global: also predict the demos' object state (policy.aux_object=true)")
     ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
     from embodied.assets import resolve
@@ -59,6 +61,8 @@ def main() -> None:
                     run = out / task / cam / f"{kind}{n}"
                     if not (run / "summary.json").exists() or "final_success" not in json.loads((run / "summary.json").read_text()):
                         planner = [f"policy.planner={planner_path}"] if kind != "cnn" else []
+                        if args.aux_object and kind != "cnn":
+                            planner.append("policy.aux_object=true")
                         epochs = args.cnn_epochs if kind == "cnn" else args.epochs
                         job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
                             f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",

@@ -91,6 +91,7 @@ class DemoDataset(torch.utils.data.Dataset):
             "rgb": {c: obs[f"{c}_image"][()] for c in cams},
             "proprio": proprio.astype(np.float32),
             "actions": g["actions"][()].astype(np.float32),
+            "object": obs["object"][()].astype(np.float32) if "object" in obs else None,
             "instruction": str(g.attrs.get("instruction", "")),
             "labels": labels,
         }

@@ -58,6 +58,23 @@ def test_egpt_policy_trains_on_cached_features(lift_demos, planner_dir, tmp_path
     assert p.cfg.chunk == 2 and p.cfg.use_subgoal
 
 
+def test_egpt_policy_with_object_state_target(lift_demos, planner_dir, tmp_path):
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
+                "policy.aux_object=true", "epochs=1", f"out={tmp_path}", *FAST)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from embodied.policies import load_policy
+
+    p = load_policy(tmp_path / "best")
+    assert p.cfg.object_dim == 7  # Lift: the cube's position and quaternion
+    assert p.object_std.min() > 0 and not torch.equal(p.object_mean, torch.zeros(7))  # the demos' statistics, saved
+    feats = p.encode(torch.zeros(2, 64, 64, 3, dtype=torch.uint8), ["reach the red cube"] * 2)
+    actions, obj = p.heads(feats, torch.zeros(2, p.cfg.proprio_dim))
+    assert actions.shape == (2, 1, 7) and obj.shape == (2, 7)
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=cnn", "policy.aux_object=true",
+                "epochs=1", f"out={tmp_path / 'cnn'}", *FAST)
+    assert r.returncode == 2 and "policy.aux_object=true: only the egpt and global policies" in r.stderr
+
+
 def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
     paths = f"policy.path=[{cnn_runs / 'cnn1' / 'best'},{cnn_runs / 'cnn2' / 'last'}]"
     r = run_cli("rollout", "env=robosuite/lift", "planner=none", "env.perturbation=null", "env.cameras=[robot0_eye_in_hand]", "env.height=64", "env.width=64",

@@ -40,16 +40,20 @@ def load_demos(path: Path, n_demos: int | None, camera: str | None) -> tuple[dic
         raise EmbodiedError(f"n_demos={n_demos}: {path} holds only {len(names)} demos")
     ds = DemoDataset(path, clip_len=1, cameras=[camera], subset=subset)
     demos = ds.demos[:n_demos] if n_demos else ds.demos
-    data = {"camera": camera, "rgb": [], "proprio": [], "actions": [], "subgoal": [], "demo": []}
+    data = {"camera": camera, "rgb": [], "proprio": [], "actions": [], "subgoal": [], "demo": [], "object": []}
     for j, d in enumerate(demos):
         subgoals, idx = d["labels"] if d["labels"] is not None else ([""], np.zeros(len(d["actions"]), int))
         data["rgb"].append(d["rgb"][camera])
         data["proprio"].append(d["proprio"])
         data["actions"].append(d["actions"])
+        if d.get("object") is not None:
+            data["object"].append(d["object"])
         data["subgoal"] += [subgoals[i] for i in idx]
         data["demo"] += [j] * len(d["actions"])
     for k in ("rgb", "proprio", "actions"):
         data[k] = torch.from_numpy(np.concatenate(data[k]))
+    # Privileged object state (an auxiliary target only), when every demo has it.
+    data["object"] = torch.from_numpy(np.concatenate(data["object"])) if len(data["object"]) == len(demos) else None
     data["demo"] = np.array(data["demo"])
     return data, env_cfg
 
@@ -81,6 +85,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
                 action_dim=int(data["actions"].shape[1]), env=env_cfg,
                 train_info={"demos": str(cfg.demos), "n_demos": cfg.n_demos, "seed": int(cfg.seed)})
+    if pcfg.pop("aux_object", False):
+        if pcfg.get("type") not in ("egpt", "global"):
+            raise EmbodiedError(f"policy.aux_object=true: only the egpt and global policies have an object head, not {pcfg.get('type')!r}")
+        if data["object"] is None:
+            raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
+        pcfg["object_dim"] = int(data["object"].shape[1])
     if pcfg.get("planner"):
         pcfg["planner"] = str(Path(pcfg["planner"]).resolve())
     save_config(cfg, out)
@@ -89,6 +99,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     policy = load_policy(last) if resume else make_policy(pcfg)
     if not resume:
         policy.set_normalization(data["proprio"])
+        if getattr(policy.cfg, "object_dim", 0):
+            policy.set_object_normalization(data["object"])
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(policy.cfg.lr))
@@ -102,6 +114,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         print(f"resuming from {last} at epoch {state['epoch']}")
 
     targets = chunk_targets(data["actions"], data["demo"], policy.cfg.chunk)
+    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None
     n = len(targets)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     feats = None
@@ -122,12 +135,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             if feats is not None:
                 view = torch.randint(0, feats["global"].shape[0], (len(idx),), generator=gen)
                 f = {k: v[view, idx].float() for k, v in feats.items()}
-                pred = policy.act_from_features(f, data["proprio"][idx])
-                loss = torch.nn.functional.mse_loss(pred, targets[idx])
+                loss = policy.loss_from_features(f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None)
             else:
                 rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
                 loss = policy({"rgb": rgb, "proprio": data["proprio"][idx], "action": targets[idx],
-                               "subgoal": [data["subgoal"][i] for i in idx.tolist()]})
+                               "subgoal": [data["subgoal"][i] for i in idx.tolist()],
+                               "object": obj[idx] if obj is not None else None})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from embodied.errors import EmbodiedError
@@ -28,6 +29,10 @@ class EGPTPolicyConfig(PolicyConfig):
     freeze_perception: bool = True
     query_dim: int = 32  # each query feature is projected to this before flattening
     keypoints: int = 32  # spatial-softmax keypoints over the frozen ViT's patch tokens (0: none)
+    # Auxiliary target: the demos' privileged object state (obs/object, standardised), predicted from the
+    # features and fed to the action head. Trains where the named objects are; rollouts need only pixels.
+    object_dim: int = 0  # 0: off (train-policy sets it from the demos when policy.aux_object=true)
+    object_weight: float = 1.0
 
 
 class EGPTPolicy(Policy):
@@ -54,8 +59,13 @@ class EGPTPolicy(Policy):
         side = self.vision.cfg.image_size // self.vision.cfg.patch_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
         self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1), persistent=False)
+        self.register_buffer("object_mean", torch.zeros(cfg.object_dim))
+        self.register_buffer("object_std", torch.ones(cfg.object_dim))
+        self.object_head = nn.Sequential(
+            nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.object_dim)
+        ) if cfg.object_dim else None
         self.head = nn.Sequential(
-            nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+            nn.Linear(feat + cfg.proprio_dim + cfg.object_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
 
     @property
@@ -91,7 +101,30 @@ class EGPTPolicy(Policy):
                 out["queries"] = self.eformer(tokens, t, m)
         return out
 
+    def set_object_normalization(self, obj: torch.Tensor) -> None:
+        self.object_mean.copy_(obj.mean(0))
+        self.object_std.copy_(obj.std(0).clamp(min=1e-3))
+
     def act_from_features(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
+        return self.heads(feats, proprio)[0]
+
+    def loss_from_features(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor, actions: torch.Tensor,
+                           obj: torch.Tensor | None = None) -> torch.Tensor:
+        """BC loss (MSE on the action chunk), plus the weighted object-state loss when it is on."""
+        pred, obj_pred = self.heads(feats, proprio)
+        loss = F.mse_loss(pred, actions)
+        if obj_pred is not None:
+            if obj is None:
+                raise EmbodiedError("policy.object_dim is set but the batch has no object state (obs/object)")
+            loss = loss + self.cfg.object_weight * F.mse_loss(obj_pred, (obj.float() - self.object_mean) / self.object_std)
+        return loss
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.loss_from_features(self.encode(batch["rgb"], batch["subgoal"]), batch["proprio"],
+                                       batch["action"], batch.get("object"))
+
+    def heads(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, chunk, A) actions and the (B, object_dim) standardised object-state estimate (None when off)."""
         parts = [feats["global"]]
         if self.cfg.keypoints:
             attn = torch.softmax(self.keypoint_proj(feats["patches"].float()), dim=1)  # (B, patches, K)
@@ -99,7 +132,10 @@ class EGPTPolicy(Policy):
         if self.cfg.use_subgoal:
             parts.insert(0, self.query_proj(feats["queries"]).flatten(1))
         x = torch.cat(parts + [self.norm_proprio(proprio)], 1)
-        return self.head(x).view(-1, self.cfg.chunk, self.cfg.action_dim)
+        obj = self.object_head(x) if self.object_head is not None else None
+        if obj is not None:
+            x = torch.cat([x, obj], 1)
+        return self.head(x).view(-1, self.cfg.chunk, self.cfg.action_dim), obj
 
     def predict(self, rgb, proprio, subgoals):
         return self.act_from_features(self.encode(rgb, subgoals), proprio)
