@@ -59,11 +59,12 @@ class EGPTPolicy(Policy):
         side = self.vision.cfg.image_size // self.vision.cfg.patch_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
         self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1), persistent=False)
-        self.register_buffer("object_mean", torch.zeros(cfg.object_dim))
-        self.register_buffer("object_std", torch.ones(cfg.object_dim))
-        self.object_head = nn.Sequential(
-            nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.object_dim)
-        ) if cfg.object_dim else None
+        self.object_head = None
+        if cfg.object_dim:  # only then, so checkpoints made without it load unchanged
+            self.register_buffer("object_mean", torch.zeros(cfg.object_dim))
+            self.register_buffer("object_std", torch.ones(cfg.object_dim))
+            self.object_head = nn.Sequential(
+                nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.object_dim))
         self.head = nn.Sequential(
             nn.Linear(feat + cfg.proprio_dim + cfg.object_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
