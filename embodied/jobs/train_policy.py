@@ -97,10 +97,11 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     last, best_dir = out / "last", out / "best"
     resume = bool(cfg.resume) and (last / STATE).exists()
     policy = load_policy(last) if resume else make_policy(pcfg)
+    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     if not resume:
         policy.set_normalization(data["proprio"])
-        if getattr(policy.cfg, "object_dim", 0):
-            policy.set_object_normalization(data["object"])
+        if obj is not None:
+            policy.set_object_normalization(obj)
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(policy.cfg.lr))
@@ -114,7 +115,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         print(f"resuming from {last} at epoch {state['epoch']}")
 
     targets = chunk_targets(data["actions"], data["demo"], policy.cfg.chunk)
-    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None
     n = len(targets)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     feats = None
