@@ -2,7 +2,9 @@
 
 Interface (as LeRobot's): `forward(batch) -> loss`, `select_action(obs, subgoal) -> action`, `reset()`;
 `act` is `select_action` (the name the rollout runner and the scripted experts use). A policy predicts a
-chunk of `chunk` actions and executes them in turn before looking again.
+chunk of `chunk` actions and executes them in turn before looking again, or, with temporal ensembling
+(`ensemble`, as in ACT), predicts a chunk every step and executes the weighted mean of what the live chunks
+say about the current step.
 A checkpoint is a directory: config.json (typed config with the policy type) + model.safetensors.
 """
 from __future__ import annotations
@@ -30,6 +32,10 @@ class PolicyConfig:
     proprio_dim: int = 0
     action_dim: int = 0
     chunk: int = 1  # actions predicted per observation, executed in turn
+    # Temporal ensembling (ACT): None runs each chunk open loop; m >= 0 predicts every step and averages the
+    # live chunks' actions for this step with weights exp(-m * i), i = 0 the oldest chunk. A test-time choice:
+    # `embodied rollout policy.ensemble=M` overrides the saved value.
+    ensemble: float | None = None
     hidden: int = 256
     lr: float = 1e-3
     shift: int = 8  # random-shift augmentation: pad by this many pixels, crop back at random
@@ -73,12 +79,25 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def next_action(self, obs: dict, subgoal: str | None, queue: deque) -> np.ndarray:
-        if not queue:
-            rgb, proprio = self.check_obs(obs)
-            if self.training:  # eval() walks every submodule: only when needed, not on each chunk
-                self.eval()
-            queue.extend(self.predict(rgb[None], proprio[None], [subgoal or ""])[0].cpu().numpy())
-        return queue.popleft().astype(np.float32)
+        m = self.cfg.ensemble
+        if m is None and queue:
+            return queue.popleft().astype(np.float32)
+        rgb, proprio = self.check_obs(obs)
+        if self.training:  # eval() walks every submodule: only when needed, not on each chunk
+            self.eval()
+        chunk = self.predict(rgb[None], proprio[None], [subgoal or ""])[0].cpu().numpy()
+        if m is None:
+            queue.extend(chunk)
+            return queue.popleft().astype(np.float32)
+        # The queue holds [chunk, steps since it was predicted], oldest first; a chunk lives `chunk` steps.
+        queue.append([chunk, 0])
+        acts = np.stack([c[age] for c, age in queue])
+        w = np.exp(-float(m) * np.arange(len(acts)))
+        for entry in queue:
+            entry[1] += 1
+        while queue and queue[0][1] >= len(queue[0][0]):
+            queue.popleft()
+        return (w @ acts / w.sum()).astype(np.float32)
 
     act = select_action
 

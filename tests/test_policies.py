@@ -56,6 +56,24 @@ def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
     torch.testing.assert_close(x, y)
 
 
+def test_temporal_ensembling_averages_the_live_chunks():
+    torch.manual_seed(0)
+    pol = make_policy({"type": "cnn", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "chunk": 3}).eval()
+    o = obs()
+    with torch.no_grad():  # the same frame every step, so every chunk is this one
+        c = pol.predict(torch.as_tensor(o["rgb"]["wrist"])[None], torch.zeros(1, 9), [""])[0].numpy()
+    for m, weights in ((0.0, [1, 1, 1]), (1.0, [1, np.exp(-1), np.exp(-2)])):
+        pol.cfg.ensemble = m
+        actor = pol.actor()
+        got = [actor.act(o) for _ in range(4)]
+        np.testing.assert_allclose(got[0], c[0], atol=1e-6)
+        np.testing.assert_allclose(got[1], (weights[0] * c[1] + weights[1] * c[0]) / sum(weights[:2]), atol=1e-6)
+        want = (weights[0] * c[2] + weights[1] * c[1] + weights[2] * c[0]) / sum(weights)  # oldest chunk first
+        np.testing.assert_allclose(got[2], want, atol=1e-6)
+        np.testing.assert_allclose(got[3], want, atol=1e-6)  # the first chunk has expired: still 3 live
+        assert len(actor._queue) == 2  # after the step, the oldest live chunk has run its course
+
+
 def test_subgoal_changes_the_egpt_policy_action(planner_dir):
     torch.manual_seed(0)
     pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir)})
