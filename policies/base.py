@@ -49,6 +49,7 @@ class Policy(nn.Module):
     def __init__(self, cfg: PolicyConfig):
         super().__init__()
         self.cfg = cfg
+        cfg.ensemble = ensemble_weight(cfg.ensemble)
         self._queue: deque = deque()
         # Proprioception is standardised with the demos' statistics (saved with the weights).
         self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
@@ -183,6 +184,16 @@ def resize(rgb: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return x
+
+
+def ensemble_weight(value: Any) -> float | None:
+    """policy.ensemble as a float (None: off), or one clear error."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise EmbodiedError(f"policy.ensemble={value!r}: expected a number (ACT's weight m) or null") from None
 
 
 def config_from_dict(cls, d: dict[str, Any], where: str):

@@ -98,6 +98,8 @@ def test_policy_input_errors(planner_dir, tmp_path):
         make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7})
     with pytest.raises(EmbodiedError, match="policy.type='bogus'"):
         make_policy({"type": "bogus"})
+    with pytest.raises(EmbodiedError, match=r"policy.ensemble='often': expected a number"):
+        make_policy({"type": "cnn", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "ensemble": "often"})
 
 
 def test_random_shift_keeps_shape_and_moves_content():

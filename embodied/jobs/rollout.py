@@ -55,13 +55,14 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     from embodied.agent import AgentConfig, EmbodiedAgent
     from embodied.planners import make_planner
     from embodied.policies import load_policy
+    from embodied.policies.base import ensemble_weight
 
     policy = None
     if policy_path is not None:
         policy = load_policy(policy_path)
         _check_fits(policy, env_cfg)
         if cfg.policy.get("ensemble") is not None:
-            policy.cfg.ensemble = float(cfg.policy.ensemble)
+            policy.cfg.ensemble = ensemble_weight(cfg.policy.ensemble)
     planner = None
     if cfg.planner.type != "none":
         planner = make_planner(cfg.planner.type, cfg.planner.path)
