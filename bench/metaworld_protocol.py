@@ -3,7 +3,7 @@ policy and both baselines trained on the same demos in the same run, success ove
 
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
-        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object]
+        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object] [--pixel-keypoints 32]
 
 Every step is an `embodied` job (collect, train-policy), so an interrupted study resumes where it stopped.
 Prints the table and writes out/results.json.
@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--aug-views", type=int, default=2)
     ap.add_argument("--aux-object", action="store_true",
                     help="egpt and global: also predict the demos' object state (policy.aux_object=true)")
+    ap.add_argument("--pixel-keypoints", type=int, default=0,
+                    help="egpt and global: add a CNN trained end to end on the frame with this many keypoints "
+                         "(policy.pixel_keypoints); they then train --cnn-epochs, as each epoch runs the CNN")
     ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
     from embodied.assets import resolve
@@ -63,7 +66,9 @@ def main() -> None:
                         planner = [f"policy.planner={planner_path}"] if kind != "cnn" else []
                         if args.aux_object and kind != "cnn":
                             planner.append("policy.aux_object=true")
-                        epochs = args.cnn_epochs if kind == "cnn" else args.epochs
+                        if args.pixel_keypoints and kind != "cnn":
+                            planner.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
+                        epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
                         job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
                             f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
                             f"eval_episodes={args.eval_episodes}", f"eval_horizon={args.eval_horizon}",

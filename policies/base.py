@@ -166,6 +166,31 @@ class Actor:
         return self.policy.next_action(obs, subgoal, self._queue)
 
 
+class SpatialSoftmax(nn.Module):
+    """Expected (x, y) image position of each of K feature maps: 2K numbers that say where things are."""
+
+    def __init__(self, channels: int, keypoints: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, keypoints, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        b, k, h, w = x.shape
+        attn = F.softmax(x.flatten(2), -1).view(b, k, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device)
+        xs = torch.linspace(-1, 1, w, device=x.device)
+        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], 1)
+
+
+def pixel_conv(channels: int) -> nn.Sequential:
+    """robomimic-style CNN trained end to end, to 2 * channels maps at 1/4 of the input size (21 x 21 at 84 px):
+    finer than a ViT's patch grid, which is what a precise grasp needs. SpatialSoftmax reads its maps."""
+    c = channels
+    return nn.Sequential(
+        nn.Conv2d(3, c, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, 2 * c, 3, stride=1, padding=1), nn.ReLU(), nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU())
+
+
 def random_shift(rgb: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """DrQ-style augmentation on (B, H, W, 3) uint8: replicate-pad by `pad`, crop back at a random offset."""
     if pad <= 0:

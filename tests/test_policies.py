@@ -26,10 +26,10 @@ def obs(p=9, size=48):
             "proprio": np.zeros(p, np.float32)}
 
 
-@pytest.mark.parametrize("kind", ["egpt", "global", "cnn"])
+@pytest.mark.parametrize("kind", ["egpt", "global", "cnn", "egpt+pixels"])
 def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
-    cfg = {"type": kind, "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "chunk": 3,
-           "planner": str(planner_dir) if kind != "cnn" else None}
+    cfg = {"type": kind.split("+")[0], "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "chunk": 3,
+           "planner": str(planner_dir) if kind != "cnn" else None, "pixel_keypoints": 4 if "pixels" in kind else None}
     pol = make_policy(cfg)
     batch = {"rgb": torch.randint(0, 255, (4, 48, 48, 3), dtype=torch.uint8), "proprio": torch.randn(4, 9),
              "action": torch.rand(4, 3, 7) * 2 - 1, "subgoal": ["reach the red cube", "grasp the red cube", "", "x"]}
@@ -40,6 +40,8 @@ def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
     if kind != "cnn":
         assert all(p.grad is None for p in pol.vision.parameters()) and all(p.grad is None for p in pol.eformer.parameters())
         assert not pol.vision.training  # frozen perception stays in eval mode
+    if "pixels" in kind:  # the pixel branch trains end to end beside the frozen features
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pol.pixel_conv.parameters())
     assert all(p.grad is not None for p in pol.head.parameters())
     pol.reset()
     a = [pol.act(obs(), "reach the red cube") for _ in range(4)]

@@ -135,6 +135,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             if feats is not None:
                 view = torch.randint(0, feats["global"].shape[0], (len(idx),), generator=gen)
                 f = {k: v[view, idx].float() for k, v in feats.items()}
+                if getattr(policy.cfg, "pixel_keypoints", 0):  # the trainable pixel branch sees fresh shifts
+                    f["pixels"] = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
                 loss = policy.loss_from_features(f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None)
             else:
                 rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
@@ -191,7 +193,8 @@ def _cache_features(policy, data, views: int, gen, batch: int) -> dict[str, torc
             rgb = random_shift(rgb, policy.cfg.shift, gen) if v > 0 else rgb  # view 0: the frame as seen
             f = policy.encode(rgb, data["subgoal"][b: b + batch])
             for k, x in f.items():
-                parts.setdefault(k, []).append(x)
+                if k != "pixels":  # raw frames, for a branch that trains
+                    parts.setdefault(k, []).append(x)
         for k, x in parts.items():
             out.setdefault(k, []).append(torch.cat(x).half())  # half: patch tokens of every view add up
     return {k: torch.stack(x) for k, x in out.items()}

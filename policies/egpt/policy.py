@@ -7,6 +7,8 @@ The perception comes from a trained planner checkpoint and stays frozen by defau
 be cached (`encode`) and only the head trains. Query features and the CLS token say what is there and
 which step it is; where things are (what control needs most) is read from the ViT's patch tokens by a
 trainable spatial-softmax layer: K keypoints, each the expected (x, y) of a learned patch-token score map.
+A ViT's patch grid is coarse (8 x 8 for the tiny model); `pixel_keypoints` adds a small CNN trained end to end
+on the frame (the pixel baseline's encoder) whose keypoints go to the head beside the frozen features.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig
+from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, pixel_conv, resize
 
 
 @dataclasses.dataclass
@@ -33,6 +35,9 @@ class EGPTPolicyConfig(PolicyConfig):
     # features and fed to the action head. Trains where the named objects are; rollouts need only pixels.
     object_dim: int = 0  # 0: off (train-policy sets it from the demos when policy.aux_object=true)
     object_weight: float = 1.0
+    pixel_keypoints: int = 0  # keypoints of a CNN trained end to end on the frame (0: no pixel branch)
+    pixel_size: int = 84
+    pixel_channels: int = 32
 
 
 class EGPTPolicy(Policy):
@@ -52,9 +57,14 @@ class EGPTPolicy(Policy):
             self.vision.requires_grad_(False)
             self.eformer.requires_grad_(False)
         cfg.image_size = self.vision.cfg.image_size
+        cfg.pixel_keypoints = int(cfg.pixel_keypoints or 0)
         width, nq = self.eformer.cfg.hidden_size, self.eformer.cfg.num_queries
         self.query_proj = nn.Linear(width, cfg.query_dim) if cfg.use_subgoal else None
         feat = self.vision.cfg.hidden_size + (nq * cfg.query_dim if cfg.use_subgoal else 0) + 2 * cfg.keypoints
+        if cfg.pixel_keypoints:  # only then, so checkpoints made without it load unchanged
+            self.pixel_conv = pixel_conv(cfg.pixel_channels)
+            self.pixel_keypoints = SpatialSoftmax(2 * cfg.pixel_channels, cfg.pixel_keypoints)
+            feat += 2 * cfg.pixel_keypoints
         self.keypoint_proj = nn.Linear(self.vision.cfg.hidden_size, cfg.keypoints) if cfg.keypoints else None
         side = self.vision.cfg.image_size // self.vision.cfg.patch_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
@@ -87,7 +97,8 @@ class EGPTPolicy(Policy):
         return self
 
     def encode(self, rgb: torch.Tensor, subgoals: list[str]) -> dict[str, torch.Tensor]:
-        """Perception features of (B, H, W, 3) frames: {"global": (B, Dv), "queries": (B, Nq, De)}."""
+        """Perception features of (B, H, W, 3) frames: {"global": (B, Dv), "queries": (B, Nq, De)}, and the
+        frames themselves as "pixels" when the pixel branch is on (it trains, so it is not cached)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_perception):
             tokens = self.vision(rgb[:, None].to(self.device))
             out = {"global": self.vision.global_feature(tokens)}
@@ -100,6 +111,8 @@ class EGPTPolicy(Policy):
                 t = torch.tensor([i + [self.tokenizer.pad_token_id] * (n - len(i)) for i in ids], device=self.device)
                 m = torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids], device=self.device)
                 out["queries"] = self.eformer(tokens, t, m)
+        if self.cfg.pixel_keypoints:
+            out["pixels"] = rgb.to(self.device)
         return out
 
     def set_object_normalization(self, obj: torch.Tensor) -> None:
@@ -130,6 +143,8 @@ class EGPTPolicy(Policy):
         if self.cfg.keypoints:
             attn = torch.softmax(self.keypoint_proj(feats["patches"].float()), dim=1)  # (B, patches, K)
             parts.append(torch.einsum("bpk,pc->bkc", attn, self.grid).flatten(1))
+        if self.cfg.pixel_keypoints:
+            parts.append(self.pixel_keypoints(self.pixel_conv(resize(feats["pixels"], self.cfg.pixel_size) - 0.5)))
         if self.cfg.use_subgoal:
             parts.insert(0, self.query_proj(feats["queries"]).flatten(1))
         x = torch.cat(parts + [self.norm_proprio(proprio)], 1)
