@@ -57,7 +57,10 @@ class EGPTPolicy(Policy):
             self.vision.requires_grad_(False)
             self.eformer.requires_grad_(False)
         cfg.image_size = self.vision.cfg.image_size
-        cfg.pixel_keypoints = int(cfg.pixel_keypoints or 0)
+        cfg.pixel_keypoints = cfg.pixel_keypoints or 0
+        if not isinstance(cfg.pixel_keypoints, int) or cfg.pixel_keypoints < 0:
+            raise EmbodiedError(f"policy.pixel_keypoints={cfg.pixel_keypoints!r}: expected a number of keypoints "
+                                "(0 or null: no pixel branch)")
         width, nq = self.eformer.cfg.hidden_size, self.eformer.cfg.num_queries
         self.query_proj = nn.Linear(width, cfg.query_dim) if cfg.use_subgoal else None
         feat = self.vision.cfg.hidden_size + (nq * cfg.query_dim if cfg.use_subgoal else 0) + 2 * cfg.keypoints
