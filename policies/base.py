@@ -1,4 +1,5 @@
-"""What every learned policy shares: the interface, saving/loading by path, random-shift augmentation.
+"""What every learned policy shares: the interface, saving/loading by path, random-shift augmentation, the
+pixel encoder (a small CNN and its spatial-softmax keypoints).
 
 Interface (as LeRobot's): `forward(batch) -> loss`, `select_action(obs, subgoal) -> action`, `reset()`;
 `act` is `select_action` (the name the rollout runner and the scripted experts use). A policy predicts a
