@@ -63,16 +63,16 @@ def main() -> None:
                 for kind in args.policies:
                     run = out / task / cam / f"{kind}{n}"
                     if not (run / "summary.json").exists() or "final_success" not in json.loads((run / "summary.json").read_text()):
-                        planner = [f"policy.planner={planner_path}"] if kind != "cnn" else []
+                        extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
                         if args.aux_object and kind != "cnn":
-                            planner.append("policy.aux_object=true")
+                            extra.append("policy.aux_object=true")
                         if args.pixel_keypoints and kind != "cnn":
-                            planner.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
+                            extra.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
                         epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
                         job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
                             f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
                             f"eval_episodes={args.eval_episodes}", f"eval_horizon={args.eval_horizon}",
-                            f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}", f"out={run}", *planner)
+                            f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}", f"out={run}", *extra)
                     s = json.loads((run / "summary.json").read_text())
                     rows.append({"task": task, "camera": cam, "demos": n, "policy": kind, "success": s["final_success"],
                                  "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]})
