@@ -13,6 +13,7 @@ from embodied.io import atomic_path
 
 JOBS = {
     "collect": "embodied.jobs.collect",
+    "rerender": "embodied.jobs.rerender",
     "rollout": "embodied.jobs.rollout",
     "corpus": "embodied.jobs.corpus",
     "train-planner": "embodied.jobs.train_planner",

@@ -5,7 +5,7 @@ info = {"instruction", "success", "subgoals", "subgoal_index", "subgoal", "state
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -121,6 +121,10 @@ class EmbodiedEnv(gym.Env):
             "state": self.get_sim_state(),
             "t": self._t,
         }
+
+    def set_colors(self, colors: Sequence[str]) -> None:
+        """Repaint the task's coloured objects and rename them in the language (robosuite Lift and Stack)."""
+        raise EmbodiedError(f"colors: {self.backend} {self.task} has no objects to recolour")
 
     def _pick_colors(self, defaults: tuple[str, ...]) -> tuple[str, ...]:
         """Distinct palette colors for the variety option, else the task's defaults."""

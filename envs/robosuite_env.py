@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
 import mujoco
 import numpy as np
 
 from embodied.envs.base import PALETTE, EmbodiedEnv
+from embodied.errors import EmbodiedError
 
 CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
 
@@ -76,15 +78,8 @@ class RobosuiteEnv(EmbodiedEnv):
         e.rng.bit_generator.state = np.random.default_rng(sim_seed).bit_generator.state
         self._raw_obs = e.reset()
         self._set_render_flags()
-        if self.task == "Stack":
-            self.colors = self._pick_colors(("red", "green"))
-            for obj, color in zip((e.cubeA, e.cubeB), self.colors):
-                self._paint(obj, color)
-            if self.camera_names:
-                self._raw_obs = e._get_observations(force_update=True)
-        elif self.task == "Lift":
-            self.colors = self._pick_colors(("red",))
-            self._paint(e.cube, self.colors[0])
+        if self.task in ("Stack", "Lift"):
+            self.set_colors(self._pick_colors(("red", "green") if self.task == "Stack" else ("red",)))
             if self.camera_names:
                 self._raw_obs = e._get_observations(force_update=True)
         if self.task == "PickPlaceCan":
@@ -92,6 +87,19 @@ class RobosuiteEnv(EmbodiedEnv):
 
     def close(self) -> None:
         self.sim_env.close()
+
+    def set_colors(self, colors: Sequence[str]) -> None:
+        """Paint the cubes (Lift: one, Stack: the top one, then the bottom one) and name them so in the
+        instruction and sub-goals. Frames rendered afterwards show the new colours."""
+        cubes = {"Lift": ("cube",), "Stack": ("cubeA", "cubeB")}.get(self.task, ())
+        bad = [c for c in colors if c not in PALETTE]
+        if not cubes or len(colors) != len(cubes) or bad or len(set(colors)) != len(colors):
+            raise EmbodiedError(f"colors={list(colors)}: {self.task} takes {len(cubes)} distinct colours from "
+                                f"{list(PALETTE)}" if cubes else f"colors: {self.task} has no cubes to recolour")
+        self.colors = tuple(colors)
+        for name, color in zip(cubes, colors):
+            self._paint(getattr(self.sim_env, name), color)
+        self.instruction, self.subgoals = self._language()
 
     def _paint(self, obj, color: str) -> None:
         m = self.sim_env.sim.model._model

@@ -9,6 +9,8 @@ from embodied.datasets import DemoDataset, read_video
 from embodied.envs import make_env
 from embodied.errors import EmbodiedError
 
+from conftest import run_cli
+
 
 def test_collect_writes_robomimic_layout(lift_demos):
     with h5py.File(lift_demos) as f:
@@ -111,3 +113,45 @@ def test_video_that_does_not_decode(tmp_path):
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
     with pytest.raises(EmbodiedError, match="broken.mp4: video does not decode"):
         read_video(broken)
+
+
+def test_rerender_with_recoloured_copies(lift_demos, tmp_path):
+    out = tmp_path / "rc.hdf5"
+    r = run_cli("rerender", f"demos={lift_demos}", f"out={out}", "n_demos=2", "copies=1", "cameras=[agentview]")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(lift_demos) as f, h5py.File(out) as g:
+        src, data = f["data"], g["data"]
+        assert list(data) == ["demo_0", "demo_1", "demo_2", "demo_3"]
+        assert json.loads(data.attrs["embodied_env"])["cameras"] == ["agentview"]
+        for name, source in (("demo_0", "demo_0"), ("demo_2", "demo_0"), ("demo_3", "demo_1")):
+            d, s = data[name], src[source]
+            assert d.attrs["source_demo"] == source and d.attrs["seed"] == s.attrs["seed"]
+            for key in ("actions", "states", "subgoal_index"):
+                np.testing.assert_array_equal(d[key][()], s[key][()])
+            np.testing.assert_allclose(d["obs"]["proprio"][()], s["obs"]["proprio"][()], atol=5e-3)
+        # The originals render as recorded (up to the last physics substep); the copies are repainted and renamed.
+        orig, copy = data["demo_0"]["obs"]["agentview_image"][()], data["demo_2"]["obs"]["agentview_image"][()]
+        assert np.abs(orig.astype(int) - src["demo_0"]["obs"]["agentview_image"][()]).mean() < 1.0
+        assert data["demo_0"].attrs["instruction"] == "lift the red cube"
+        color = json.loads(data["demo_2"].attrs["colors"])[0]
+        assert color != "red" and data["demo_2"].attrs["instruction"] == f"lift the {color} cube"
+        assert json.loads(data["demo_2"].attrs["subgoals"])[0] == f"reach the {color} cube"
+        assert np.abs(orig.astype(int) - copy).max() > 100  # the cube's pixels changed colour
+    ds = DemoDataset(out, clip_len=1, cameras=["agentview"])
+    assert len(ds.demos) == 4 and ds.demos[2]["labels"][0][2] == f"lift the {color} cube"
+
+
+def test_rerender_bad_input(lift_demos, tmp_path):
+    r = run_cli("rerender", f"demos={lift_demos}", f"out={lift_demos}")
+    assert r.returncode != 0 and "is the input file" in r.stderr and not r.stderr.count("Traceback")
+    r = run_cli("rerender", f"demos={lift_demos}", f"out={tmp_path / 'x.hdf5'}", "n_demos=9")
+    assert r.returncode != 0 and "n_demos=9" in r.stderr and not (tmp_path / "x.hdf5").exists()
+    env = make_env({"backend": "metaworld", "task": "drawer-open"})
+    with pytest.raises(EmbodiedError, match="no objects to recolour"):
+        env.unwrapped.set_colors(["red"])
+    env.close()
+    env = make_env({"backend": "robosuite", "task": "Lift"})
+    env.reset(seed=0)
+    with pytest.raises(EmbodiedError, match="distinct colours"):
+        env.unwrapped.set_colors(["magenta"])
+    env.close()
