@@ -54,7 +54,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     try:
         if copies:
             env.reset(seed=demos[0]["seed"])
-            env.unwrapped.set_colors(env.unwrapped.colors)  # fails early where nothing can be recoloured
+            env.unwrapped.set_colors(getattr(env.unwrapped, "colors", ()))  # fails early where nothing can be recoloured
         # The next_obs of a demo's last step has no stored state to render, so the result holds obs only.
         with DemoWriter(out, env_args, env_cfg, next_obs=False) as writer:
             bar = tqdm(total=n * (1 + copies), desc="rerender", unit="demo")
@@ -79,6 +79,11 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
 
 
 def _read(g) -> dict:
+    missing = [k for k in ("states", "actions", "rewards", "subgoal_index") if k not in g]
+    missing += [f"attr {k}" for k in ("seed",) if k not in g.attrs]
+    if missing:
+        raise EmbodiedError(f"{g.file.filename}: {g.name} has no {', '.join(missing)}; "
+                            "rerender needs demos from `embodied collect`")
     return {"name": g.name.split("/")[-1], "seed": int(g.attrs["seed"]), "states": g["states"][()],
             "actions": g["actions"][()], "rewards": g["rewards"][()], "subgoal_index": g["subgoal_index"][()],
             "success": bool(g.attrs.get("success", True))}
