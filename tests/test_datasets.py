@@ -146,6 +146,12 @@ def test_rerender_bad_input(lift_demos, tmp_path):
     assert r.returncode != 0 and "is the input file" in r.stderr and not r.stderr.count("Traceback")
     r = run_cli("rerender", f"demos={lift_demos}", f"out={tmp_path / 'x.hdf5'}", "n_demos=9")
     assert r.returncode != 0 and "n_demos=9" in r.stderr and not (tmp_path / "x.hdf5").exists()
+    bare = tmp_path / "bare.hdf5"  # a robomimic-style file without stored states
+    with h5py.File(lift_demos) as f, h5py.File(bare, "w") as g:
+        g.create_group("data").attrs["embodied_env"] = f["data"].attrs["embodied_env"]
+        g["data/demo_0/actions"] = f["data/demo_0/actions"][()]
+    r = run_cli("rerender", f"demos={bare}", f"out={tmp_path / 'y.hdf5'}")
+    assert r.returncode != 0 and "demo_0 has no states" in r.stderr and not (tmp_path / "y.hdf5").exists()
     env = make_env({"backend": "metaworld", "task": "drawer-open"})
     with pytest.raises(EmbodiedError, match="no objects to recolour"):
         env.unwrapped.set_colors(["red"])
