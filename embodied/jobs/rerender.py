@@ -54,12 +54,12 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     try:
         if copies:
             env.reset(seed=demos[0]["seed"])
-            env.unwrapped.set_colors(getattr(env.unwrapped, "colors", ()))  # fails early where nothing can be recoloured
+            env.unwrapped.set_colors(getattr(env.unwrapped, "colors", ()))  # fails early: nothing to recolour
         # The next_obs of a demo's last step has no stored state to render, so the result holds obs only.
         with DemoWriter(out, env_args, env_cfg, next_obs=False) as writer:
             bar = tqdm(total=n * (1 + copies), desc="rerender", unit="demo")
             for copy in range(1 + copies):
-                for j, d in enumerate(demos):
+                for d in demos:
                     env.reset(seed=d["seed"])  # the scene (and, for copy 0, the colours) the demo was recorded in
                     if copy:
                         k = len(env.unwrapped.colors)
