@@ -91,11 +91,12 @@ class RobosuiteEnv(EmbodiedEnv):
     def set_colors(self, colors: Sequence[str]) -> None:
         """Paint the cubes (Lift: one, Stack: the top one, then the bottom one) and name them so in the
         instruction and sub-goals. Frames rendered afterwards show the new colours."""
-        cubes = {"Lift": ("cube",), "Stack": ("cubeA", "cubeB")}.get(self.task, ())
-        bad = [c for c in colors if c not in PALETTE]
-        if not cubes or len(colors) != len(cubes) or bad or len(set(colors)) != len(colors):
+        cubes = {"Lift": ("cube",), "Stack": ("cubeA", "cubeB")}.get(self.task)
+        if cubes is None:
+            return super().set_colors(colors)  # the shared error: nothing to recolour
+        if len(colors) != len(cubes) or len(set(colors)) != len(colors) or any(c not in PALETTE for c in colors):
             raise EmbodiedError(f"colors={list(colors)}: {self.task} takes {len(cubes)} distinct colours from "
-                                f"{list(PALETTE)}" if cubes else f"colors: {self.task} has no cubes to recolour")
+                                f"{list(PALETTE)}")
         self.colors = tuple(colors)
         for name, color in zip(cubes, colors):
             self._paint(getattr(self.sim_env, name), color)
