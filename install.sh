@@ -3,6 +3,8 @@
 # Usage: bash install.sh            (idempotent; re-running only checks)
 #        TORCH_INDEX_URL=...        (optional: where to take torch from, e.g. a CPU or CUDA wheel index)
 set -euo pipefail
+# No pip cache: it would hold a second copy of every wheel (over 1 GB) on machines with little disk.
+export PIP_NO_CACHE_DIR=1
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
