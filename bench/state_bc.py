@@ -1,0 +1,143 @@
+"""How far behaviour cloning gets from the same demos with perfect perception: an MLP on the privileged
+state (obs/proprio + obs/object) instead of pixels, evaluated on fresh seeds beside the scripted expert.
+
+It separates the two reasons a pixel policy can fail: if even this low-dim policy fails, the demos (their
+number, their expert) are the limit, not the vision. Not a shipped policy: rollouts here read the
+simulator's object poses, which a real robot does not have.
+
+    python bench/state_bc.py --demos stack.hdf5 --n-demos 20 [--relative] [--episodes 20 --seed 300000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from embodied.datasets.demos import demo_names, open_demo_file
+from embodied.envs import make_env
+from embodied.errors import EmbodiedError
+from embodied.jobs.rollout import wilson
+from embodied.policies import make_expert
+
+POSE = 7  # robosuite Lift and Stack: obs/object is one (position, quaternion) block per cube
+
+
+def features(proprio: np.ndarray, obj: np.ndarray, relative: bool) -> np.ndarray:
+    """State input; `relative` adds each cube's position from the hand and the first cube's from the others,
+    the vectors robosuite's own low-dim observations carry (gripper_to_cubeA, cubeA_to_cubeB)."""
+    parts = [proprio, obj]
+    if relative:
+        cubes = [obj[i: i + 3] for i in range(0, len(obj), POSE)]
+        parts += [c - proprio[:3] for c in cubes] + [cubes[0] - c for c in cubes[1:]]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    with open_demo_file(path) as f:
+        env_cfg = json.loads(f["data"].attrs.get("embodied_env", "{}"))
+        if env_cfg.get("backend") != "robosuite" or env_cfg.get("task") not in ("Lift", "Stack"):
+            raise EmbodiedError(f"{path}: state BC here takes robosuite Lift or Stack demos from `embodied collect`")
+        names = demo_names(f)
+        if n is not None and n > len(names):
+            raise EmbodiedError(f"--n-demos {n}: {path} has {len(names)} demos")
+        xs, ys = [], []
+        for name in names[:n]:
+            g = f["data"][name]
+            p, o, a = g["obs/proprio"][()], g["obs/object"][()], g["actions"][()]
+            steps = len(a)
+            for t in range(steps):  # a chunk of the next `chunk` actions, the last one repeated past the end
+                xs.append(features(p[t], o[t], relative))
+                ys.append(a[np.minimum(np.arange(t, t + chunk), steps - 1)].reshape(-1))
+    return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32), env_cfg
+
+
+def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-3)
+    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                        nn.Linear(256, y.shape[1]), nn.Tanh())
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), 256):
+            b = order[i: i + 256]
+            loss = ((net((x[b] - mean) / std) - y[b]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return nn.Sequential(_Standardize(mean, std), net).eval()
+
+
+class _Standardize(nn.Module):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def evaluate(env, act, seeds: range) -> list[bool]:
+    """`act(obs) -> list of actions` (a chunk, run open loop); one episode per seed."""
+    results = []
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        queue: list = []
+        while True:
+            if not queue:
+                queue = list(act(obs))
+            obs, _, term, trunc, info = env.step(queue.pop(0))
+            if term or trunc:
+                break
+        results.append(bool(info["success"]))
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demos", required=True)
+    ap.add_argument("--n-demos", type=int, default=20)
+    ap.add_argument("--relative", action="store_true", help="add the cubes' positions relative to the hand")
+    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=300000, help="first evaluation seed")
+    ap.add_argument("--horizon", type=int, default=250)
+    args = ap.parse_args()
+
+    t0 = time.time()
+    x, y, env_cfg = load(args.demos, args.n_demos, args.chunk, args.relative)
+    net = train(x, y, args.epochs, seed=0)
+    env = make_env({**env_cfg, "cameras": [], "horizon": args.horizon, "perturbation": None,
+                    "terminate_on_success": True})
+    seeds = range(args.seed, args.seed + args.episodes)
+
+    @torch.no_grad()
+    def policy(obs):
+        out = net(torch.from_numpy(features(obs["proprio"], obs["object"], args.relative))[None])
+        return out.view(args.chunk, -1).numpy()
+
+    learned = evaluate(env, policy, seeds)
+    expert = make_expert("robosuite", env_cfg["task"])
+    expert_ok = evaluate(env, lambda obs: [expert.act(obs)], _reset_each(expert, seeds))
+    env.close()
+    k, m = sum(learned), sum(expert_ok)
+    lo, hi = wilson(k, len(learned))
+    print(json.dumps({"demos": args.demos, "n_demos": args.n_demos, "relative": args.relative, "chunk": args.chunk,
+                      "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
+                      "expert_success": m / len(expert_ok), "ratio": round(k / max(m, 1), 3),
+                      "episodes": len(learned), "seconds": round(time.time() - t0, 1)}))
+
+
+def _reset_each(expert, seeds: range):
+    for s in seeds:  # the expert keeps a phase: a fresh one per episode
+        expert.reset()
+        yield s
+
+
+if __name__ == "__main__":
+    main()
