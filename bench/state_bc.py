@@ -81,10 +81,11 @@ class _Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def evaluate(env, act, seeds: range) -> list[bool]:
-    """`act(obs) -> list of actions` (a chunk, run open loop); one episode per seed."""
+def evaluate(env, make_act, seeds: range) -> list[bool]:
+    """`make_act()` gives a fresh `act(obs) -> list of actions` (a chunk, run open loop) for each seed's episode."""
     results = []
     for seed in seeds:
+        act = make_act()
         obs, info = env.reset(seed=seed)
         queue: list = []
         while True:
@@ -121,9 +122,8 @@ def main() -> None:
         out = net(torch.from_numpy(features(obs["proprio"], obs["object"], args.relative))[None])
         return out.view(args.chunk, -1).numpy()
 
-    learned = evaluate(env, policy, seeds)
-    expert = make_expert("robosuite", env_cfg["task"])
-    expert_ok = evaluate(env, lambda obs: [expert.act(obs)], _reset_each(expert, seeds))
+    learned = evaluate(env, lambda: policy, seeds)
+    expert_ok = evaluate(env, lambda: (lambda obs, e=make_expert("robosuite", env_cfg["task"]): [e.act(obs)]), seeds)
     env.close()
     k, m = sum(learned), sum(expert_ok)
     lo, hi = wilson(k, len(learned))
@@ -131,12 +131,6 @@ def main() -> None:
                       "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
                       "expert_success": m / len(expert_ok), "ratio": round(k / max(m, 1), 3),
                       "episodes": len(learned), "seconds": round(time.time() - t0, 1)}))
-
-
-def _reset_each(expert, seeds: range):
-    for s in seeds:  # the expert keeps a phase: a fresh one per episode
-        expert.reset()
-        yield s
 
 
 if __name__ == "__main__":
