@@ -4,6 +4,7 @@ policy and both baselines trained on the same demos in the same run, success ove
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
         [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object] [--pixel-keypoints 32]
+        [--fovy corner=30]
 
 Every step is an `embodied` job (collect, train-policy), so an interrupted study resumes where it stopped.
 Prints the table and writes out/results.json.
@@ -46,18 +47,25 @@ def main() -> None:
     ap.add_argument("--pixel-keypoints", type=int, default=0,
                     help="egpt and global: add a CNN trained end to end on the frame with this many keypoints "
                          "(policy.pixel_keypoints); they then train --cnn-epochs, as each epoch runs the CNN")
+    ap.add_argument("--fovy", nargs="+", default=[], metavar="CAMERA=DEGREES",
+                    help="narrow a camera's field of view in the demos and rollouts (env.fovy), e.g. corner=30")
     ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
     from embodied.assets import resolve
 
     planner_path = str(resolve(args.planner))
+    try:
+        fovy = {c: float(d) for c, d in (f.split("=") for f in args.fovy)}
+    except ValueError:
+        raise SystemExit(f"--fovy {' '.join(args.fovy)}: expected CAMERA=DEGREES, e.g. corner=30")
     out = Path(args.out)
     rows = []
     for task in args.tasks:
         demos = out / "demos" / f"{task}.hdf5"
         if not demos.exists():
             job("collect", f"env=metaworld/{task.replace('-', '_')}", f"n={max(args.demos)}", f"out={demos}",
-                "video=false", f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}")
+                "video=false", f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}",
+                *([f"env.fovy={{{','.join(f'{c}:{d}' for c, d in fovy.items())}}}"] if fovy else []))
         for cam in args.cameras:
             for n in args.demos:
                 for kind in args.policies:

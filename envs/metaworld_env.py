@@ -5,6 +5,7 @@ import mujoco
 import numpy as np
 
 from embodied.envs.base import EmbodiedEnv
+from embodied.errors import EmbodiedError
 
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
 # These fixed cameras are mounted upside down in Meta-World's scene: rotate their images by 180 degrees.
@@ -38,6 +39,7 @@ class MetaWorldEnv(EmbodiedEnv):
         self.sim_env._freeze_rand_vec = False
         self.sim_env.seeded_rand_vec = True
         self.sim_env.max_path_length = 10**6  # episode length is ours (self.horizon)
+        self._set_fovy(self.cfg.get("fovy") or {})
         self._renderer = None
         if self.camera_names:
             self._renderer = mujoco.Renderer(self.sim_env.model, self.height, self.width)
@@ -46,6 +48,19 @@ class MetaWorldEnv(EmbodiedEnv):
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(bool(self.cfg.get("reflections", False)))
         self._mw_obs, _ = self.sim_env.reset()
         self._obj0 = self._mw_obs[4:7].copy()
+
+    def _set_fovy(self, fovy: dict) -> None:
+        # The corner cameras' 45 degrees show the whole room: at 128 px a nut is a few pixels wide, so the
+        # third-person protocol can narrow a camera onto the table (what R3M's close-up cameras do).
+        if not isinstance(fovy, dict):
+            raise EmbodiedError(f"env.fovy={fovy!r}: expected camera -> degrees, e.g. env.fovy={{corner:30}}")
+        m = self.sim_env.model
+        for cam, deg in fovy.items():
+            if cam not in CAMERAS:
+                raise EmbodiedError(f"env.fovy: unknown camera '{cam}'; expected some of {list(CAMERAS)}")
+            if not isinstance(deg, (int, float)) or isinstance(deg, bool) or not 0 < deg < 180:
+                raise EmbodiedError(f"env.fovy.{cam}={deg!r}: expected a vertical field of view in degrees, between 0 and 180")
+            m.cam_fovy[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cam)] = float(deg)
 
     def close(self) -> None:
         # Free the GL context now: left to the garbage collector at exit, EGL teardown fails noisily.

@@ -85,10 +85,21 @@ def test_sim_state_rerenders_observation():
     ({"backend": "mujoco", "task": "Lift"}, "unknown backend 'mujoco'"),
     ({"backend": "robosuite", "task": "Lift", "cameras": ["wristcam"]}, "unknown camera 'wristcam'"),
     ({"backend": "metaworld", "task": "assembly", "perturbation": {"kind": "shake", "at_step": 1}}, "unknown 'shake'"),
+    ({"backend": "metaworld", "task": "assembly", "fovy": {"cornr": 30}}, "env.fovy: unknown camera 'cornr'"),
+    ({"backend": "metaworld", "task": "assembly", "fovy": {"corner": 0}}, r"env.fovy.corner=0: expected .* degrees"),
+    ({"backend": "metaworld", "task": "assembly", "fovy": 30}, r"env.fovy=30: expected camera -> degrees"),
 ])
 def test_bad_env_config(cfg, needle):
     with pytest.raises(EmbodiedError, match=needle):
         make_env(cfg)
+
+
+def test_metaworld_fovy_narrows_the_camera():
+    wide = _env("metaworld", "assembly", cameras=["corner"])
+    near = _env("metaworld", "assembly", cameras=["corner"], fovy={"corner": 30})
+    a, b = (e.reset(seed=2)[0]["rgb"]["corner"].astype(int) for e in (wide, near))
+    assert np.abs(a - b).mean() > 5  # the same scene, framed closer
+    wide.close(), near.close()
 
 
 def test_wrong_action_shape():
