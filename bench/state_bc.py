@@ -6,6 +6,12 @@ number, their expert) are the limit, not the vision. Not a shipped policy: rollo
 simulator's object poses, which a real robot does not have.
 
     python bench/state_bc.py --demos stack.hdf5 --n-demos 20 [--relative] [--episodes 20 --seed 300000]
+        [--dagger 4 --dagger-episodes 20]
+
+`--dagger R` then runs R rounds of DAgger: the learner drives E episodes (seeds apart from the demos' and the
+evaluation's), the scripted expert, fed the same observations, labels every state the learner visits, and
+the learner is retrained on the demos plus all labelled states. Does the learner fail on the demos it
+has, or on the states its own errors lead to?
 """
 from __future__ import annotations
 
@@ -55,9 +61,9 @@ def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Te
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32), env_cfg
 
 
-def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> nn.Module:
+def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, std_floor: float = 1e-3) -> nn.Module:
     torch.manual_seed(seed)
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-3)
+    mean, std = x.mean(0), x.std(0).clamp(min=std_floor)
     net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         nn.Linear(256, y.shape[1]), nn.Tanh())
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
@@ -98,6 +104,31 @@ def evaluate(env, make_act, seeds: range) -> list[bool]:
     return results
 
 
+def dagger_round(env, net, expert, seeds: range, chunk: int, relative: bool) -> tuple[list, list, float]:
+    """States the learner visits on `seeds` with the expert's labels (chunks of the labels along the learner's
+    own path, as the demos' chunks are), and the learner's success on them."""
+    xs, ys, wins = [], [], 0
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        expert.reset()
+        feats, labels = [], []
+        while True:
+            labels.append(expert.act(obs))  # also advances the expert's own phase along the learner's path
+            x = features(obs["proprio"], obs["object"], relative)
+            feats.append(x)
+            with torch.no_grad():
+                a = net(torch.from_numpy(x)[None]).view(chunk, -1)[0].numpy()
+            obs, _, term, trunc, info = env.step(a)
+            if term or trunc:
+                break
+        wins += bool(info["success"])
+        labels = np.array(labels)
+        for t in range(len(feats)):
+            xs.append(feats[t])
+            ys.append(labels[np.minimum(np.arange(t, t + chunk), len(labels) - 1)].reshape(-1))
+    return xs, ys, wins / len(seeds)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demos", required=True)
@@ -108,13 +139,29 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=300000, help="first evaluation seed")
     ap.add_argument("--horizon", type=int, default=250)
+    ap.add_argument("--std-floor", type=float, default=1e-3,
+                    help="smallest input std in the standardisation: a feature (the bottom cube's height, a quaternion "
+                         "component) that hardly varies in the demos blows up to tens of stds when it moves in a rollout")
+    ap.add_argument("--dagger", type=int, default=0, help="DAgger rounds after BC (0: BC only)")
+    ap.add_argument("--dagger-episodes", type=int, default=20, help="learner episodes per DAgger round")
+    ap.add_argument("--dagger-seed", type=int, default=400000, help="first seed of the DAgger rollouts")
     args = ap.parse_args()
+    torch.set_num_threads(1)
 
     t0 = time.time()
     x, y, env_cfg = load(args.demos, args.n_demos, args.chunk, args.relative)
-    net = train(x, y, args.epochs, seed=0)
+    net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
     env = make_env({**env_cfg, "cameras": [], "horizon": args.horizon, "perturbation": None,
                     "terminate_on_success": True})
+    rounds = []
+    for r in range(args.dagger):
+        first = args.dagger_seed + r * args.dagger_episodes
+        xs, ys, won = dagger_round(env, net, make_expert("robosuite", env_cfg["task"]),
+                                   range(first, first + args.dagger_episodes), args.chunk, args.relative)
+        x, y = torch.cat([x, torch.tensor(np.array(xs))]), torch.cat([y, torch.tensor(np.array(ys), dtype=torch.float32)])
+        net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
+        rounds.append({"round": r + 1, "learner_success": won, "samples": len(x)})
+        print(json.dumps(rounds[-1]), flush=True)
     seeds = range(args.seed, args.seed + args.episodes)
 
     @torch.no_grad()
@@ -127,8 +174,8 @@ def main() -> None:
     env.close()
     k, m = sum(learned), sum(expert_ok)
     lo, hi = wilson(k, len(learned))
-    print(json.dumps({"demos": args.demos, "n_demos": args.n_demos, "relative": args.relative, "chunk": args.chunk,
-                      "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
+    print(json.dumps({"demos": args.demos, "n_demos": args.n_demos, "std_floor": args.std_floor, "relative": args.relative, "chunk": args.chunk,
+                      "dagger_rounds": args.dagger, "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
                       "expert_success": m / len(expert_ok), "ratio": round(k / max(m, 1), 3),
                       "episodes": len(learned), "seconds": round(time.time() - t0, 1)}))
 
