@@ -51,7 +51,7 @@ class MetaWorldEnv(EmbodiedEnv):
 
     def _set_fovy(self, fovy: dict) -> None:
         # The corner cameras' 45 degrees show the whole room: at 128 px a nut is a few pixels wide, so the
-        # third-person protocol can narrow a camera onto the table (what R3M's close-up cameras do).
+        # third-person protocol can narrow a camera onto the table.
         if not isinstance(fovy, dict):
             raise EmbodiedError(f"env.fovy={fovy!r}: expected camera -> degrees, e.g. env.fovy={{corner:30}}")
         m = self.sim_env.model
