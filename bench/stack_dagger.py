@@ -20,7 +20,7 @@ import torch
 
 from embodied.envs import make_env
 from embodied.policies.scripted import NutAssemblySquareExpert, RobosuiteExpert, _wrap, _yaw_from_xyzw
-from state_bc import dagger_round, evaluate, features, train
+from state_bc import add_labels, chunk_labels, dagger_round, evaluate, features, learner, train
 
 
 class MarkovStackExpert(RobosuiteExpert):
@@ -72,9 +72,8 @@ def demos(env, n: int, chunk: int, noise: float) -> tuple[torch.Tensor, torch.Te
             obs, _, term, trunc, info = env.step(acts[-1])
             if term or trunc:
                 break
-        acts = np.array(acts)
         xs += feats
-        ys += [acts[np.minimum(np.arange(t, t + chunk), len(acts) - 1)].reshape(-1) for t in range(len(acts))]
+        ys += chunk_labels(np.array(acts), chunk)
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32)
 
 
@@ -95,12 +94,6 @@ def main() -> None:
     env = make_env({"backend": "robosuite", "task": "Stack", "cameras": [], "horizon": 250, "variety": True})
     seeds = range(args.seed, args.seed + args.episodes)
 
-    def policy_of(net):
-        @torch.no_grad()
-        def act(obs):
-            return net(torch.from_numpy(features(obs["proprio"], obs["object"], True))[None]).view(args.chunk, -1).numpy()
-        return act
-
     expert_ok = evaluate(env, lambda: (lambda obs, e=MarkovStackExpert(): [e.act(obs)]), seeds)
     x, y = demos(env, args.n_demos, args.chunk, args.noise)
     for r in range(args.rounds + 1):
@@ -108,9 +101,10 @@ def main() -> None:
             first = 400000 + (r - 1) * args.round_episodes
             xs, ys, _ = dagger_round(env, net, MarkovStackExpert(), range(first, first + args.round_episodes),
                                      args.chunk, True)
-            x, y = torch.cat([x, torch.tensor(np.array(xs))]), torch.cat([y, torch.tensor(np.array(ys), dtype=torch.float32)])
+            x, y = add_labels(x, y, xs, ys)
         net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
-        won = evaluate(env, lambda: policy_of(net), seeds)
+        policy = learner(net, args.chunk, True)
+        won = evaluate(env, lambda: policy, seeds)
         print(json.dumps({"dagger_round": r, "samples": len(x), "state_bc_success": sum(won) / len(won),
                           "markov_expert_success": sum(expert_ok) / len(expert_ok),
                           "seconds": round(time.time() - t0)}), flush=True)

@@ -42,6 +42,20 @@ def features(proprio: np.ndarray, obj: np.ndarray, relative: bool) -> np.ndarray
     return np.concatenate(parts).astype(np.float32)
 
 
+def chunk_labels(actions: np.ndarray, chunk: int) -> list[np.ndarray]:
+    """For every step, the next `chunk` actions flattened, the last one repeated past the end."""
+    n = len(actions)
+    return [actions[np.minimum(np.arange(t, t + chunk), n - 1)].reshape(-1) for t in range(n)]
+
+
+def learner(net: nn.Module, chunk: int, relative: bool):
+    """`act(obs) -> (chunk, A)` actions of a trained net."""
+    @torch.no_grad()
+    def act(obs):
+        return net(torch.from_numpy(features(obs["proprio"], obs["object"], relative))[None]).view(chunk, -1).numpy()
+    return act
+
+
 def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
     with open_demo_file(path) as f:
         env_cfg = json.loads(f["data"].attrs.get("embodied_env", "{}"))
@@ -54,10 +68,8 @@ def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Te
         for name in names[:n]:
             g = f["data"][name]
             p, o, a = g["obs/proprio"][()], g["obs/object"][()], g["actions"][()]
-            steps = len(a)
-            for t in range(steps):  # a chunk of the next `chunk` actions, the last one repeated past the end
-                xs.append(features(p[t], o[t], relative))
-                ys.append(a[np.minimum(np.arange(t, t + chunk), steps - 1)].reshape(-1))
+            xs += [features(p[t], o[t], relative) for t in range(len(a))]
+            ys += chunk_labels(a, chunk)
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32), env_cfg
 
 
@@ -107,26 +119,25 @@ def evaluate(env, make_act, seeds: range) -> list[bool]:
 def dagger_round(env, net, expert, seeds: range, chunk: int, relative: bool) -> tuple[list, list, float]:
     """States the learner visits on `seeds` with the expert's labels (chunks of the labels along the learner's
     own path, as the demos' chunks are), and the learner's success on them."""
+    act = learner(net, chunk, relative)
     xs, ys, wins = [], [], 0
     for seed in seeds:
         obs, info = env.reset(seed=seed)
         expert.reset()
-        feats, labels = [], []
+        labels = []
         while True:
             labels.append(expert.act(obs))  # also advances the expert's own phase along the learner's path
-            x = features(obs["proprio"], obs["object"], relative)
-            feats.append(x)
-            with torch.no_grad():
-                a = net(torch.from_numpy(x)[None]).view(chunk, -1)[0].numpy()
-            obs, _, term, trunc, info = env.step(a)
+            xs.append(features(obs["proprio"], obs["object"], relative))
+            obs, _, term, trunc, info = env.step(act(obs)[0])
             if term or trunc:
                 break
         wins += bool(info["success"])
-        labels = np.array(labels)
-        for t in range(len(feats)):
-            xs.append(feats[t])
-            ys.append(labels[np.minimum(np.arange(t, t + chunk), len(labels) - 1)].reshape(-1))
+        ys += chunk_labels(np.array(labels), chunk)
     return xs, ys, wins / len(seeds)
+
+
+def add_labels(x: torch.Tensor, y: torch.Tensor, xs: list, ys: list) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([x, torch.tensor(np.array(xs))]), torch.cat([y, torch.tensor(np.array(ys), dtype=torch.float32)])
 
 
 def main() -> None:
@@ -153,22 +164,15 @@ def main() -> None:
     net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
     env = make_env({**env_cfg, "cameras": [], "horizon": args.horizon, "perturbation": None,
                     "terminate_on_success": True})
-    rounds = []
     for r in range(args.dagger):
         first = args.dagger_seed + r * args.dagger_episodes
         xs, ys, won = dagger_round(env, net, make_expert("robosuite", env_cfg["task"]),
                                    range(first, first + args.dagger_episodes), args.chunk, args.relative)
-        x, y = torch.cat([x, torch.tensor(np.array(xs))]), torch.cat([y, torch.tensor(np.array(ys), dtype=torch.float32)])
+        x, y = add_labels(x, y, xs, ys)
         net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
-        rounds.append({"round": r + 1, "learner_success": won, "samples": len(x)})
-        print(json.dumps(rounds[-1]), flush=True)
+        print(json.dumps({"round": r + 1, "learner_success": won, "samples": len(x)}), flush=True)
     seeds = range(args.seed, args.seed + args.episodes)
-
-    @torch.no_grad()
-    def policy(obs):
-        out = net(torch.from_numpy(features(obs["proprio"], obs["object"], args.relative))[None])
-        return out.view(args.chunk, -1).numpy()
-
+    policy = learner(net, args.chunk, args.relative)
     learned = evaluate(env, lambda: policy, seeds)
     expert_ok = evaluate(env, lambda: (lambda obs, e=make_expert("robosuite", env_cfg["task"]): [e.act(obs)]), seeds)
     env.close()
