@@ -73,21 +73,40 @@ def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Te
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32), env_cfg
 
 
-def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, std_floor: float = 1e-3) -> nn.Module:
+def bin_centres(k: int, mu: float = 20.0) -> torch.Tensor:
+    """`k` action values in [-1, 1], mu-law spaced: 1 mm of hand motion apart near zero (gain 10), coarse near
+    the clip, where the exact value does not matter."""
+    u = torch.linspace(-1, 1, k)
+    return torch.sign(u) * ((1 + mu) ** u.abs() - 1) / mu
+
+
+def train(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, std_floor: float = 1e-3,
+          bins: int = 0) -> nn.Module:
+    """An MLP from standardised state to the action chunk: regression (MSE) when `bins` is 0, else each action
+    dimension classified into `bins` values (cross-entropy), which cannot blur a switch into an average."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0).clamp(min=std_floor)
-    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-                        nn.Linear(256, y.shape[1]), nn.Tanh())
+    dims = y.shape[1]
+    out = [nn.Linear(256, dims), nn.Tanh()] if not bins else [nn.Linear(256, dims * bins)]
+    net = nn.Sequential(nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), *out)
+    if bins:
+        centres = bin_centres(bins)
+        target = (y[..., None] - centres).abs().argmin(-1)  # (N, dims) nearest bin
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
     for _ in range(epochs):
         order = torch.randperm(len(x))
         for i in range(0, len(x), 256):
             b = order[i: i + 256]
-            loss = ((net((x[b] - mean) / std) - y[b]) ** 2).mean()
+            pred = net((x[b] - mean) / std)
+            if bins:
+                loss = nn.functional.cross_entropy(pred.view(-1, bins), target[b].reshape(-1))
+            else:
+                loss = ((pred - y[b]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return nn.Sequential(_Standardize(mean, std), net).eval()
+    tail = [_Decode(centres, dims)] if bins else []
+    return nn.Sequential(_Standardize(mean, std), net, *tail).eval()
 
 
 class _Standardize(nn.Module):
@@ -97,6 +116,16 @@ class _Standardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class _Decode(nn.Module):
+    """Logits -> the most likely bin's value per action dimension."""
+    def __init__(self, centres: torch.Tensor, dims: int):
+        super().__init__()
+        self.centres, self.dims = centres, dims
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.centres[logits.view(len(logits), self.dims, -1).argmax(-1)]
 
 
 def evaluate(env, make_act, seeds: range) -> list[bool]:
@@ -148,6 +177,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--bins", type=int, default=0,
+                    help="classify each action dimension into this many mu-law spaced values (0: MSE regression)")
     ap.add_argument("--seed", type=int, default=300000, help="first evaluation seed")
     ap.add_argument("--horizon", type=int, default=250)
     ap.add_argument("--std-floor", type=float, default=1e-3,
@@ -161,7 +192,7 @@ def main() -> None:
 
     t0 = time.time()
     x, y, env_cfg = load(args.demos, args.n_demos, args.chunk, args.relative)
-    net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
+    net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor, bins=args.bins)
     env = make_env({**env_cfg, "cameras": [], "horizon": args.horizon, "perturbation": None,
                     "terminate_on_success": True})
     for r in range(args.dagger):
@@ -169,7 +200,7 @@ def main() -> None:
         xs, ys, won = dagger_round(env, net, make_expert("robosuite", env_cfg["task"]),
                                    range(first, first + args.dagger_episodes), args.chunk, args.relative)
         x, y = add_labels(x, y, xs, ys)
-        net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor)
+        net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor, bins=args.bins)
         print(json.dumps({"round": r + 1, "learner_success": won, "samples": len(x)}), flush=True)
     seeds = range(args.seed, args.seed + args.episodes)
     policy = learner(net, args.chunk, args.relative)
@@ -179,7 +210,7 @@ def main() -> None:
     k, m = sum(learned), sum(expert_ok)
     lo, hi = wilson(k, len(learned))
     print(json.dumps({"demos": args.demos, "n_demos": args.n_demos, "std_floor": args.std_floor, "relative": args.relative, "chunk": args.chunk,
-                      "dagger_rounds": args.dagger, "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
+                      "dagger_rounds": args.dagger, "bins": args.bins, "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
                       "expert_success": m / len(expert_ok), "ratio": round(k / max(m, 1), 3),
                       "episodes": len(learned), "seconds": round(time.time() - t0, 1)}))
 

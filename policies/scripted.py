@@ -128,6 +128,48 @@ class StackExpert(RobosuiteExpert):
         return self.pick_and_place(obs, a_pos, a_yaw if self.phase < 4 else b_yaw, lift_z, b_pos, place_z)
 
 
+class ReactiveStackExpert(RobosuiteExpert):
+    """Stack where every action is a function of the current observation (no phase, no counters): a cone
+    down onto cube A, the grasp axis chosen so that the fingers stay clear of cube B, cube A carried down a
+    cone onto cube B, the hand kept level. So a learner can be asked what the expert would do in any state
+    (DAgger), and a dropped cube is picked up again by the same rule."""
+
+    finger_yaw = np.pi / 2  # the fingers close across the hand's yaw direction
+
+    def _act(self, obs):
+        p, o = obs["proprio"], obs["object"]
+        eef, gap = p[:3], p[7] - p[8]
+        cube_a, cube_b = o[0:3], o[7:10]
+        a = np.zeros(7)
+        near = np.linalg.norm(cube_a - eef) < 0.02
+        place_z = cube_b[2] + 0.025 + 0.02 + 0.004  # cube A's centre resting on cube B
+        if near and 0.01 < gap < 0.055:  # holding cube A: carry it (not the hand) down a cone onto cube B
+            d = np.linalg.norm((cube_a - cube_b)[:2])
+            z = place_z + min(0.10, max(0.0, 2.0 * (d - 0.004)))
+            move = np.array([cube_b[0] - cube_a[0], cube_b[1] - cube_a[1], z - cube_a[2]])
+            if cube_a[2] < z - 0.03:
+                move[:2] = 0.0  # rise before crossing over
+            a[:3] = np.clip(self.gain * move, -1, 1)
+            a[6] = -1.0 if d < 0.008 and cube_a[2] - place_z < 0.008 else 1.0
+        else:  # down a cone onto cube A, along the grasp axis whose fingers stay clear of cube B
+            d = np.linalg.norm((cube_a - eef)[:2])
+            z = cube_a[2] + min(0.10, max(0.0, 2.0 * (d - 0.004)))
+            move = np.array([cube_a[0] - eef[0], cube_a[1] - eef[1], z - eef[2]])
+            if eef[2] < z - 0.03:
+                move[:2] = 0.0
+            a[:3] = np.clip(self.gain * move, -1, 1)
+            ab = np.arctan2(cube_b[1] - cube_a[1], cube_b[0] - cube_a[0])
+            yaw_a = _yaw_from_xyzw(o[3:7])
+            goal = max((yaw_a, yaw_a + np.pi / 2), key=lambda g: abs(np.sin(g + self.finger_yaw - ab)))
+            yerr = _wrap(goal - _yaw_from_xyzw(p[3:7]), np.pi)
+            a[5] = np.clip(self.rot_gain * yerr, -1, 1)
+            at_grasp = d < 0.008 and eef[2] - cube_a[2] < 0.01 and abs(yerr) < 0.1
+            a[6] = 1.0 if at_grasp or near and 0.01 < gap < 0.075 else -1.0
+        down = -NutAssemblySquareExpert._z_axis(p[3:7])  # OSC does not hold the hand level: turn it back
+        a[3:5] = np.clip(self.rot_gain * np.array([down[1], -down[0]]), -1, 1)
+        return a
+
+
 class PickPlaceCanExpert(RobosuiteExpert):
     def _act(self, obs):
         o = obs["object"]
@@ -249,7 +291,21 @@ _ROBOSUITE = {"Lift": LiftExpert, "Stack": StackExpert, "PickPlaceCan": PickPlac
               "Door": DoorExpert, "NutAssemblySquare": NutAssemblySquareExpert}
 
 
-def make_expert(backend: str, task: str, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+_REACTIVE = {"Stack": ReactiveStackExpert}
+EXPERT_KINDS = ("waypoint", "reactive")
+
+
+def make_expert(backend: str, task: str, noise: float = 0.0, seed: int | None = None,
+                kind: str = "waypoint") -> ScriptedExpert:
+    """The scripted expert for a task. `kind`: "waypoint" (a state machine over waypoints, every task) or
+    "reactive" (a function of the observation alone; robosuite Stack)."""
+    if kind not in EXPERT_KINDS:
+        raise EmbodiedError(f"expert: '{kind}' is not one of {list(EXPERT_KINDS)}")
+    if kind == "reactive":
+        if backend != "robosuite" or task not in _REACTIVE:
+            raise EmbodiedError(f"expert: no reactive expert for {backend} task '{task}' (only robosuite "
+                                f"{', '.join(_REACTIVE)})")
+        return _REACTIVE[task](noise=noise, seed=seed)
     if backend == "robosuite" and task in _ROBOSUITE:
         return _ROBOSUITE[task](noise=noise, seed=seed)
     if backend == "metaworld":

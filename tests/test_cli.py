@@ -8,6 +8,7 @@ from conftest import run_cli
     (["collect", "env.task=Stak"], "unknown robosuite task 'Stak'"),
     (["collect", "env.cameras=[wristcam]"], "unknown camera 'wristcam'"),
     (["collect", "nope=3"], "'nope' is not a key of this config"),
+    (["collect", "env=robosuite/lift", "expert=reactive"], "no reactive expert for robosuite task 'Lift'"),
     (["rollout", "env.height=32", "env.widht=32"], "'env.widht' is not a key"),
     (["colect"], "unknown job 'colect'"),
 ])

@@ -2,6 +2,7 @@
 import pytest
 
 from embodied.envs import TASKS, make_env
+from embodied.errors import EmbodiedError
 from embodied.envs.rollout import run_episode
 from embodied.policies import make_expert
 
@@ -17,3 +18,19 @@ def test_expert_succeeds(backend, task):
         info = run_episode(env, make_expert(backend, task, noise=0.02, seed=seed), seed)
         wins += info["success"]
     assert wins == 2
+
+
+def test_reactive_stack_expert_recovers_a_drop():
+    """The reactive expert has no phase to lose: after the cube is dropped mid-carry it grasps it again."""
+    env = make_env({"backend": "robosuite", "task": "Stack", "cameras": [], "horizon": 300, "variety": True,
+                    "perturbation": {"kind": "drop", "at_subgoal": "lift", "delay": 3}})
+    info = run_episode(env, make_expert("robosuite", "Stack", noise=0.02, seed=0, kind="reactive"), 0)
+    assert info["success"]
+    assert info["perturbation"]["applied"], info
+
+
+@pytest.mark.parametrize("kind,task,needle", [("planned", "Stack", "'planned' is not one of"),
+                                              ("reactive", "Lift", "no reactive expert for robosuite task 'Lift'")])
+def test_bad_expert_kind(kind, task, needle):
+    with pytest.raises(EmbodiedError, match=needle):
+        make_expert("robosuite", task, kind=kind)

@@ -35,6 +35,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     n = int(cfg.n)
     if n < 1:
         raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
+    make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # a bad expert fails before any env starts
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
     cams = env_cfg.get("cameras") or []
     video_cam = cfg.video_camera or (cams[-1] if cams else None)
@@ -62,7 +63,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                 kept.append(res["seed"])
 
             results = run_episodes(
-                env_cfg, lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise)),
+                env_cfg, lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise),
+                                          kind=str(cfg.expert)),
                 seeds=range(int(cfg.seed), int(cfg.seed) + attempts), workers=int(cfg.workers), record=True,
                 on_episode=keep, stop=lambda r: len(kept) >= n, total=None, desc=f"collect {env_cfg['task']}")
             if len(kept) < n:
