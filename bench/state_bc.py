@@ -74,8 +74,8 @@ def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Te
 
 
 def bin_centres(k: int, mu: float = 20.0) -> torch.Tensor:
-    """`k` action values in [-1, 1], mu-law spaced: 1 mm of hand motion apart near zero (gain 10), coarse near
-    the clip, where the exact value does not matter."""
+    """`k` action values in [-1, 1], mu-law spaced: next to zero 0.008 apart for k=41 (0.8 mm of position error
+    at the experts' gain of 10 per metre), coarse near the clip, where the exact value matters less."""
     u = torch.linspace(-1, 1, k)
     return torch.sign(u) * ((1 + mu) ** u.abs() - 1) / mu
 
