@@ -35,8 +35,12 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     n = int(cfg.n)
     if n < 1:
         raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
-    make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # a bad expert fails before any env starts
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
+    try:
+        make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # and on a bad expert
+    except EmbodiedError:
+        probe.close()
+        raise
     cams = env_cfg.get("cameras") or []
     video_cam = cfg.video_camera or (cams[-1] if cams else None)
     if cfg.video and video_cam is not None and video_cam not in cams:
