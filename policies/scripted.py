@@ -57,6 +57,12 @@ class RobosuiteExpert(ScriptedExpert):
         a[6] = grip
         return a
 
+    @staticmethod
+    def _z_axis(q: np.ndarray) -> np.ndarray:
+        """The z axis, in world coordinates, of the frame an xyzw quaternion rotates to."""
+        x, y, z, w = q
+        return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
     def _yaw_err(self, obs, target_yaw: float, period: float = np.pi / 2) -> float:
         eef_yaw = _yaw_from_xyzw(obs["proprio"][3:7])
         return _wrap(target_yaw - eef_yaw, period)
@@ -165,7 +171,7 @@ class ReactiveStackExpert(RobosuiteExpert):
             a[5] = np.clip(self.rot_gain * yerr, -1, 1)
             at_grasp = d < 0.008 and eef[2] - cube_a[2] < 0.01 and abs(yerr) < 0.1
             a[6] = 1.0 if at_grasp or near and 0.01 < gap < 0.075 else -1.0
-        down = -NutAssemblySquareExpert._z_axis(p[3:7])  # OSC does not hold the hand level: turn it back
+        down = -self._z_axis(p[3:7])  # OSC does not hold the hand level: turn it back
         a[3:5] = np.clip(self.rot_gain * np.array([down[1], -down[0]]), -1, 1)
         return a
 
@@ -225,11 +231,6 @@ class NutAssemblySquareExpert(RobosuiteExpert):
         a[3:5] = np.clip(self.rot_gain * np.array([z[1], -z[0]]), -1, 1)
         self._prev_nut = nut
         return a
-
-    @staticmethod
-    def _z_axis(q: np.ndarray) -> np.ndarray:
-        x, y, z, w = q
-        return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
 
 
 class DoorExpert(RobosuiteExpert):
