@@ -26,10 +26,11 @@ def obs(p=9, size=48):
             "proprio": np.zeros(p, np.float32)}
 
 
-@pytest.mark.parametrize("kind", ["egpt", "global", "cnn", "egpt+pixels"])
+@pytest.mark.parametrize("kind", ["egpt", "global", "cnn", "egpt+pixels", "egpt+pixels+film"])
 def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
     cfg = {"type": kind.split("+")[0], "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "chunk": 3,
-           "planner": str(planner_dir) if kind != "cnn" else None, "pixel_keypoints": 4 if "pixels" in kind else None}
+           "planner": str(planner_dir) if kind != "cnn" else None, "pixel_keypoints": 4 if "pixels" in kind else None,
+           "pixel_film": True if "film" in kind else None}
     pol = make_policy(cfg)
     batch = {"rgb": torch.randint(0, 255, (4, 48, 48, 3), dtype=torch.uint8), "proprio": torch.randn(4, 9),
              "action": torch.rand(4, 3, 7) * 2 - 1, "subgoal": ["reach the red cube", "grasp the red cube", "", "x"]}
@@ -42,6 +43,8 @@ def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
         assert not pol.vision.training  # frozen perception stays in eval mode
     if "pixels" in kind:  # the pixel branch trains end to end beside the frozen features
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pol.pixel_conv.parameters())
+    if "film" in kind:  # zero at the start, but it learns from the sub-goal
+        assert pol.pixel_film.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in pol.head.parameters())
     pol.reset()
     a = [pol.act(obs(), "reach the red cube") for _ in range(4)]
@@ -105,6 +108,24 @@ def test_policy_input_errors(planner_dir, tmp_path):
     with pytest.raises(EmbodiedError, match=r"policy.pixel_keypoints=-3: expected a number of keypoints"):
         make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
                      "pixel_keypoints": -3})
+
+
+def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
+    pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
+                       "pixel_keypoints": 4, "pixel_film": True}).eval()
+    rgb = torch.randint(0, 255, (2, 48, 48, 3), dtype=torch.uint8).expand(2, -1, -1, -1)  # one frame, twice
+    with torch.no_grad():
+        torch.nn.init.normal_(pol.pixel_film.weight, std=0.5)
+        f = pol.encode(rgb, ["reach the red cube", "reach the green cube"])
+        kp = pol.pixel_features(f["pixels"], f["text"])
+    assert f["text"].shape == (2, pol.eformer.cfg.hidden_size)
+    assert (kp[0] - kp[1]).abs().max() > 1e-4  # same pixels, other words: other keypoints
+    with pytest.raises(EmbodiedError, match=r"policy.pixel_film=true needs the pixel branch"):
+        make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
+                     "pixel_film": True})
+    with pytest.raises(EmbodiedError, match=r"policy.pixel_film=true needs the pixel branch"):
+        make_policy({"type": "global", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
+                     "pixel_keypoints": 4, "pixel_film": True})
 
 
 def test_random_shift_keeps_shape_and_moves_content():

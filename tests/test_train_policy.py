@@ -49,7 +49,8 @@ def test_train_policy_outputs_and_resume(cnn_runs, lift_demos):
 @pytest.mark.parametrize("pixels", [None, 4])
 def test_egpt_policy_trains_on_cached_features(lift_demos, planner_dir, tmp_path, pixels):
     r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
-                "epochs=1", "aug_views=2", "policy.chunk=2", f"policy.pixel_keypoints={pixels or 'null'}", f"out={tmp_path}", *FAST)
+                "epochs=1", "aug_views=2", "policy.chunk=2", f"policy.pixel_keypoints={pixels or 'null'}",
+                f"policy.pixel_film={'true' if pixels else 'null'}", f"out={tmp_path}", *FAST)
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["policy"] == "egpt" and 0 <= s["best_eval_success"] <= 1
@@ -58,6 +59,7 @@ def test_egpt_policy_trains_on_cached_features(lift_demos, planner_dir, tmp_path
     p = load_policy(tmp_path / "best")
     assert p.cfg.chunk == 2 and p.cfg.use_subgoal and p.cfg.pixel_keypoints == (pixels or 0)
     assert hasattr(p, "pixel_conv") == bool(pixels)  # and its trained weights were saved and loaded back
+    assert p.cfg.pixel_film == bool(pixels) and (p.pixel_film is not None) == bool(pixels)  # the sub-goal's FiLM too
 
 
 def test_egpt_policy_with_object_state_target(lift_demos, planner_dir, tmp_path):

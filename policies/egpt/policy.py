@@ -9,6 +9,10 @@ which step it is; where things are (what control needs most) is read from the Vi
 trainable spatial-softmax layer: K keypoints, each the expected (x, y) of a learned patch-token score map.
 A ViT's patch grid is coarse (8 x 8 for the tiny model); `pixel_keypoints` adds a small CNN trained end to end
 on the frame (the pixel baseline's encoder) whose keypoints go to the head beside the frozen features.
+`pixel_film` conditions that CNN on the sub-goal (FiLM, as RT-1 and BC-Z condition their image encoders on the
+instruction), so its keypoints can land on the object the sub-goal names rather than on whatever the demos
+touched most: each conv layer's maps are scaled and shifted per channel by a linear function of the sub-goal's
+mean E-former word embedding.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class EGPTPolicyConfig(PolicyConfig):
     pixel_keypoints: int = 0  # keypoints of a CNN trained end to end on the frame (0: no pixel branch)
     pixel_size: int = 84
     pixel_channels: int = 32
+    pixel_film: bool = False  # FiLM the pixel branch on the sub-goal (needs pixel_keypoints and use_subgoal)
 
 
 class EGPTPolicy(Policy):
@@ -68,6 +73,15 @@ class EGPTPolicy(Policy):
             self.pixel_conv = pixel_conv(cfg.pixel_channels)
             self.pixel_keypoints = SpatialSoftmax(2 * cfg.pixel_channels, cfg.pixel_keypoints)
             feat += 2 * cfg.pixel_keypoints
+        self.pixel_film, cfg.pixel_film = None, bool(cfg.pixel_film)
+        if cfg.pixel_film:
+            if not (cfg.pixel_keypoints and cfg.use_subgoal):
+                raise EmbodiedError("policy.pixel_film=true needs the pixel branch (policy.pixel_keypoints > 0) and "
+                                    "the sub-goal (policy.use_subgoal=true)")
+            convs = sum(m.out_channels for m in self.pixel_conv if isinstance(m, nn.Conv2d))
+            self.pixel_film = nn.Linear(width, 2 * convs)
+            nn.init.zeros_(self.pixel_film.weight)  # starts as the unconditioned branch
+            nn.init.zeros_(self.pixel_film.bias)
         self.keypoint_proj = nn.Linear(self.vision.cfg.hidden_size, cfg.keypoints) if cfg.keypoints else None
         side = self.vision.cfg.image_size // self.vision.cfg.patch_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
@@ -114,6 +128,9 @@ class EGPTPolicy(Policy):
                 t = torch.tensor([i + [self.tokenizer.pad_token_id] * (n - len(i)) for i in ids], device=self.device)
                 m = torch.tensor([[1] * len(i) + [0] * (n - len(i)) for i in ids], device=self.device)
                 out["queries"] = self.eformer(tokens, t, m)
+                if self.cfg.pixel_film:  # what the sub-goal says, without the frame: its mean word embedding
+                    words = self.eformer.word_embeddings(t) * m[..., None]
+                    out["text"] = words.sum(1) / m.sum(1, keepdim=True)
         if self.cfg.pixel_keypoints:
             out["pixels"] = rgb.to(self.device)
         return out
@@ -147,7 +164,7 @@ class EGPTPolicy(Policy):
             attn = torch.softmax(self.keypoint_proj(feats["patches"].float()), dim=1)  # (B, patches, K)
             parts.append(torch.einsum("bpk,pc->bkc", attn, self.grid).flatten(1))
         if self.cfg.pixel_keypoints:
-            parts.append(self.pixel_keypoints(self.pixel_conv(resize(feats["pixels"], self.cfg.pixel_size) - 0.5)))
+            parts.append(self.pixel_features(feats["pixels"], feats.get("text")))
         if self.cfg.use_subgoal:
             parts.insert(0, self.query_proj(feats["queries"]).flatten(1))
         x = torch.cat(parts + [self.norm_proprio(proprio)], 1)
@@ -155,6 +172,20 @@ class EGPTPolicy(Policy):
         if obj is not None:
             x = torch.cat([x, obj], 1)
         return self.head(x).view(-1, self.cfg.chunk, self.cfg.action_dim), obj
+
+    def pixel_features(self, pixels: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        """The pixel branch's keypoints; with FiLM each conv's maps become (1 + gamma) * x + beta, before the ReLU."""
+        x = resize(pixels, self.cfg.pixel_size) - 0.5
+        if self.pixel_film is None:
+            return self.pixel_keypoints(self.pixel_conv(x))
+        gamma_beta, i = self.pixel_film(text.float()), 0
+        for layer in self.pixel_conv:
+            x = layer(x)
+            if isinstance(layer, nn.Conv2d):
+                c = x.shape[1]
+                gamma, beta = gamma_beta[:, i: i + c, None, None], gamma_beta[:, i + c: i + 2 * c, None, None]
+                x, i = x * (1 + gamma) + beta, i + 2 * c
+        return self.pixel_keypoints(x)
 
     def predict(self, rgb, proprio, subgoals):
         return self.act_from_features(self.encode(rgb, subgoals), proprio)
