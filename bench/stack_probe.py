@@ -1,4 +1,4 @@
-"""Where a Stack pixel policy's perception breaks: does it go for the cube its sub-goal names, on the scenes it
+"""Where a Stack `egpt` policy's perception breaks: does it go for the cube its sub-goal names, on the scenes it
 trained on and on new ones, and (with `policy.aux_object`) how far off is its estimate of the cubes?
 
 robosuite's Stack always puts cube A (the smaller one) on cube B; the instruction names them by colour. Three
@@ -35,7 +35,7 @@ def probe(pol, rgb: np.ndarray, proprio: np.ndarray, obj: np.ndarray, colours: t
     for key, colour in zip(("heading", "swapped"), colours):
         with torch.no_grad():
             feats = pol.encode(rgb_t, [f"reach the {colour} cube"])
-            actions, est = pol.heads(feats, pro_t) if hasattr(pol, "heads") else (pol.act_from_features(feats, pro_t), None)
+            actions, est = pol.heads(feats, pro_t)
         a = actions[0].mean(0).numpy()[:2]
         cos = [a @ v / (np.linalg.norm(a) * np.linalg.norm(v) + 1e-9) for v in (to_a, to_b)]
         out[key] = float(cos[0] > cos[1])
