@@ -113,7 +113,7 @@ def test_policy_input_errors(planner_dir, tmp_path):
 def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
     pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
                        "pixel_keypoints": 4, "pixel_film": True}).eval()
-    rgb = torch.randint(0, 255, (2, 48, 48, 3), dtype=torch.uint8).expand(2, -1, -1, -1)  # one frame, twice
+    rgb = torch.randint(0, 255, (1, 48, 48, 3), dtype=torch.uint8).expand(2, -1, -1, -1)  # one frame, twice
     with torch.no_grad():
         torch.nn.init.normal_(pol.pixel_film.weight, std=0.5)
         f = pol.encode(rgb, ["reach the red cube", "reach the green cube"])
