@@ -4,7 +4,7 @@ policy and both baselines trained on the same demos in the same run, success ove
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
         [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object] [--pixel-keypoints 32]
-        [--fovy corner=30] [--train-seeds 0 1 2]
+        [--fovy corner=30] [--train-seeds 0 1 2] [--ties later]
 
 A cell from one training run of a 10-demo policy can move by 20+ points between training seeds (measured:
 assembly from the corner, 32-62%), so `--train-seeds` trains each cell once per seed and reports the mean,
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--cnn-epochs", type=int, default=150, help="cnn (pixels end to end: ~2 s an epoch here)")
     ap.add_argument("--evals", type=int, default=2, help="rollout evaluations during training (checkpoint selection)")
     ap.add_argument("--eval-episodes", type=int, default=5)
+    ap.add_argument("--ties", choices=["earlier", "later"], default="earlier",
+                    help="checkpoint kept when a rollout evaluation ties the best so far (train-policy ties=...)")
     ap.add_argument("--eval-horizon", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--aug-views", type=int, default=2)
@@ -112,7 +114,7 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
         epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
         job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
             f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
-            f"eval_episodes={args.eval_episodes}", f"eval_horizon={args.eval_horizon}",
+            f"eval_episodes={args.eval_episodes}", f"ties={args.ties}", f"eval_horizon={args.eval_horizon}",
             f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}",
             f"seed={seed}", f"out={run}", *extra)
     s = json.loads((run / "summary.json").read_text())

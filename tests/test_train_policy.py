@@ -46,6 +46,23 @@ def test_train_policy_outputs_and_resume(cnn_runs, lift_demos):
     assert [json.loads(l)["epoch"] for l in open(run / "history.jsonl")] == [1, 2, 3]
 
 
+def test_ties_choose_the_earlier_or_the_later_checkpoint(cnn_runs, lift_demos, tmp_path):
+    from safetensors.torch import load_file
+
+    def same(run):
+        a, b = (load_file(run / d / "model.safetensors") for d in ("best", "last"))
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    # 15-step Lift rollouts never succeed, so every evaluation ties at 0
+    assert not same(cnn_runs / "cnn1")  # ties=earlier (default): epoch 1 stays the best
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=cnn", "epochs=2", "ties=later",
+                f"out={tmp_path}", *FAST)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert same(tmp_path)
+    r = run_cli("train-policy", f"demos={lift_demos}", "ties=first", f"out={tmp_path / 'x'}")
+    assert r.returncode == 2 and "ties='first': expected earlier or later" in r.stderr
+
+
 @pytest.mark.parametrize("pixels", [None, 4])
 def test_egpt_policy_trains_on_cached_features(lift_demos, planner_dir, tmp_path, pixels):
     r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
