@@ -76,6 +76,7 @@ class EmbodiedAgent:
         self._asked: tuple[list[str], Future] | None = None  # a check on its way, from the previous step
         self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
         self.plan: Plan | None = None
+        self.finished = False  # every step of the plan judged done (the last one stays current)
         self.k = 0  # index of the sub-goal in progress
         self.steps_in_subgoal = 0
         self.t = 0
@@ -105,7 +106,7 @@ class EmbodiedAgent:
             self.steps_in_subgoal = 0
             self._event(kind, plan=[], partial=True, reason=reason + " (the new plan had no steps; the previous one stands)")
             return
-        self.plan, self.k, self.steps_in_subgoal = plan, 0, 0
+        self.plan, self.k, self.steps_in_subgoal, self.finished = plan, 0, 0, False
         self._event(kind, plan=[s.text for s in plan.subgoals], partial=plan.partial, reason=reason)
 
     # -- the loop, one env step at a time ----------------------------------------------------------
@@ -145,12 +146,16 @@ class EmbodiedAgent:
             return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
                                                  f"'{asked[1]}' is no longer done.")
         if done[0]:
-            self._event("done", subgoal=self.subgoal)
+            if not self.finished:  # the last step stays current and is judged again: report it once
+                self._event("done", subgoal=self.subgoal)
             self.k += 1
             self.steps_in_subgoal = 0
             if self.k >= len(self.plan):
                 self.k = len(self.plan) - 1  # keep acting on the last step until the env ends the episode
-        elif self.steps_in_subgoal > self.cfg.subgoal_budget:
+                self.finished = True
+            return
+        self.finished = False
+        if self.steps_in_subgoal > self.cfg.subgoal_budget:
             self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
                                           f"not done after {self.steps_in_subgoal} steps.")
 

@@ -92,3 +92,18 @@ def test_rollout_job_with_planner_writes_annotated_videos(tmp_path):
     frames = read_video(tmp_path / "videos" / "seed01000.mp4")
     assert frames.shape[1:] == (256, 256, 3)
     assert (tmp_path / "results.md").read_text().count("| Stack |") == 1
+
+
+def test_the_last_step_is_reported_done_once_and_again_after_a_regression():
+    """The last step stays current after it is judged done (the env ends the episode), and every later check
+    judges it again: the log (and the main job's printout) reports it once, until it is judged undone."""
+    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Lift"), AgentConfig(camera="wrist"))
+    agent._new_plan(Plan.from_subgoals("lift the red cube", ["reach the red cube", "grasp the red cube",
+                                                             "lift the red cube"]), "plan")
+    for _ in range(6):
+        agent._decide([agent.subgoal], [True, True], "", None)
+    assert [e["subgoal"] for e in agent.log if e["event"] == "done"] == [s.text for s in agent.plan.subgoals]
+    assert agent.finished and agent.subgoal == "lift the red cube"
+    agent._decide([agent.subgoal], [False, True], "", None)  # judged undone: it may be reported again
+    agent._decide([agent.subgoal], [True, True], "", None)
+    assert [e["subgoal"] for e in agent.log if e["event"] == "done"][-2:] == ["lift the red cube"] * 2
