@@ -57,7 +57,7 @@ class AgentConfig:
     # Steps between "is it done?" checks. A multiple of clip_stride x the ViT's temporal patch (2) moves the
     # clip by whole time slots, so the planner re-encodes only the newest slot (see enable_slot_cache).
     check_every: int = 6
-    subgoal_budget: int = 80  # steps before a sub-goal counts as failed
+    subgoal_budget: int = 80  # steps before a sub-goal counts as failed (the last one: steps since it was judged done)
     max_replans: int = 2
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
     # Checks run beside the next env step and their decision applies one step later; false: in line.
@@ -145,16 +145,18 @@ class EmbodiedAgent:
         if self.k > 0 and not done[1]:
             return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
                                                  f"'{asked[1]}' is no longer done.")
-        if done[0]:
-            if not self.finished:  # the last step stays current and is judged again: report it once
-                self._event("done", subgoal=self.subgoal)
+        if done[0] and not self.finished:
+            self._event("done", subgoal=self.subgoal)
             self.k += 1
             self.steps_in_subgoal = 0
             if self.k >= len(self.plan):
                 self.k = len(self.plan) - 1  # keep acting on the last step until the env ends the episode
                 self.finished = True
             return
-        self.finished = False
+        self.finished = self.finished and done[0]
+        # Not done, or the last step judged done again while the episode goes on. The env ends an episode when
+        # its task is done, so the last step's budget keeps counting: a detector that says "done" too early
+        # must not switch off the backstop.
         if self.steps_in_subgoal > self.cfg.subgoal_budget:
             self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
                                           f"not done after {self.steps_in_subgoal} steps.")

@@ -94,16 +94,24 @@ def test_rollout_job_with_planner_writes_annotated_videos(tmp_path):
     assert (tmp_path / "results.md").read_text().count("| Stack |") == 1
 
 
-def test_the_last_step_is_reported_done_once_and_again_after_a_regression():
-    """The last step stays current after it is judged done (the env ends the episode), and every later check
-    judges it again: the log (and the main job's printout) reports it once, until it is judged undone."""
-    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Lift"), AgentConfig(camera="wrist"))
+def test_the_last_step_is_reported_done_once_and_its_budget_still_counts():
+    """The last step stays current after it is judged done (the env ends the episode when the task is done),
+    and every later check judges it again: the log reports it once, and a detector that keeps saying "done"
+    while the episode goes on does not switch off the step budget."""
+    agent = EmbodiedAgent(OraclePlanner(), make_expert("robosuite", "Lift"),
+                          AgentConfig(camera="wrist", subgoal_budget=80, replan=False))
     agent._new_plan(Plan.from_subgoals("lift the red cube", ["reach the red cube", "grasp the red cube",
                                                              "lift the red cube"]), "plan")
     for _ in range(6):
         agent._decide([agent.subgoal], [True, True], "", None)
+        agent.steps_in_subgoal += 6  # the steps between two checks
     assert [e["subgoal"] for e in agent.log if e["event"] == "done"] == [s.text for s in agent.plan.subgoals]
     assert agent.finished and agent.subgoal == "lift the red cube"
+    assert not any(e["event"] == "failure" for e in agent.log)
+    agent.steps_in_subgoal = 81  # still "done", but the episode has gone on for the whole budget
+    agent._decide([agent.subgoal], [True, True], "", None)
+    assert agent.log[-1]["event"] == "failure" and agent.log[-1]["reason"] == (
+        "Step 3 'lift the red cube' failed: not done after 81 steps.")
     agent._decide([agent.subgoal], [False, True], "", None)  # judged undone: it may be reported again
     agent._decide([agent.subgoal], [True, True], "", None)
     assert [e["subgoal"] for e in agent.log if e["event"] == "done"][-2:] == ["lift the red cube"] * 2
