@@ -28,6 +28,7 @@ class PerturbationWrapper(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
+        self._check_target(info)
         self._t, self._fired_at, self._entered_at = 0, None, None
         self._track(info)
         return obs, self._record(info)
@@ -57,6 +58,19 @@ class PerturbationWrapper(gym.Wrapper):
         hit = index == target if isinstance(target, int) else info["subgoal"].split()[0] == str(target)
         if hit:
             self._entered_at = self._t
+
+    def _check_target(self, info: dict) -> None:
+        """A sub-goal the task does not have would leave every episode unperturbed without a word."""
+        target, subgoals = self.cfg.get("at_subgoal"), list(info["subgoals"])
+        if target is None:
+            return
+        if isinstance(target, int):
+            ok = 0 <= target < len(subgoals)
+        else:
+            ok = any(s.split()[0] == str(target) for s in subgoals)
+        if not ok:
+            raise EmbodiedError(f"env.perturbation.at_subgoal={target!r}: the task '{self.env.unwrapped.task}' has no such "
+                                f"sub-goal; its sub-goals are {subgoals} (give an index or a sub-goal's first word, or env.perturbation=null)")
 
     def _due(self) -> bool:
         if self.cfg.get("at_step") is not None:

@@ -80,6 +80,13 @@ def test_sim_state_rerenders_observation():
     np.testing.assert_array_equal(again["rgb"]["gripperPOV"], obs["rgb"]["gripperPOV"])
 
 
+def test_a_perturbation_at_a_subgoal_the_task_lacks_is_an_error():
+    env = make_env({"backend": "robosuite", "task": "Door", "cameras": [],
+                    "perturbation": {"kind": "drop", "at_subgoal": "lift"}})
+    with pytest.raises(EmbodiedError, match=r"at_subgoal='lift': the task 'Door' has no such sub-goal; its sub-goals are \['reach"):
+        env.reset(seed=0)
+
+
 @pytest.mark.parametrize("cfg,needle", [
     ({"backend": "robosuite", "task": "Stak"}, "unknown robosuite task 'Stak'"),
     ({"backend": "mujoco", "task": "Lift"}, "unknown backend 'mujoco'"),
