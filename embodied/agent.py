@@ -85,6 +85,10 @@ class EmbodiedAgent:
         if hasattr(self.policy, "reset"):
             self.policy.reset()
 
+    def seed(self, episode_seed: int) -> None:
+        if hasattr(self.policy, "seed"):  # a noisy scripted expert draws its noise per episode
+            self.policy.seed(episode_seed)
+
     # -- what the planner sees ----------------------------------------------------------------------
     def clip(self) -> np.ndarray:
         frames = list(self.frames)

@@ -101,6 +101,8 @@ def slot_info(info: dict, i: int) -> dict:
 def run_episode(env: gym.Env, policy: Any, seed: int) -> dict:
     """One episode in this process; returns the last info (success, t, subgoal_index, ...)."""
     policy.reset()
+    if hasattr(policy, "seed"):  # a policy with its own randomness (a noisy scripted expert) draws it per episode
+        policy.seed(seed)
     obs, info = env.reset(seed=seed)
     tr = {"nonfinite": 0}
     while True:
@@ -160,6 +162,8 @@ def run_episodes(
             if mask[i]:
                 cur[i] = next(todo, None)
                 policies[i].reset()
+                if cur[i] is not None and hasattr(policies[i], "seed"):
+                    policies[i].seed(cur[i])
             seeds_now.append(cur[i] if mask[i] and cur[i] is not None else None)
         return envs.reset(seed=seeds_now, options={"reset_mask": mask})
 

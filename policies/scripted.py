@@ -25,11 +25,17 @@ class ScriptedExpert:
 
     def __init__(self, noise: float = 0.0, seed: int | None = None):
         self.noise = float(noise)
+        self.base_seed = seed
         self.rng = np.random.default_rng(seed)
         self.reset()
 
     def reset(self) -> None:
         self.phase, self.count, self.yaw_offset = 0, 0, 0.0
+
+    def seed(self, episode_seed: int) -> None:
+        """Draw this episode's noise from its seed, so a demo depends on its seed alone (not on which worker
+        ran it, or on what that worker ran before). The episode runners call it with the env's seed."""
+        self.rng = np.random.default_rng([episode_seed] if self.base_seed is None else [self.base_seed, episode_seed])
 
     def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
         action = np.asarray(self._act(obs), np.float64)
