@@ -6,6 +6,8 @@ Written into a temporary directory and renamed into place, so a killed save leav
 """
 from __future__ import annotations
 
+import hashlib
+
 import json
 import shutil
 from pathlib import Path
@@ -129,7 +131,9 @@ def load_weights(model: EmbodiedGPT, file: str | Path) -> None:
 
 
 def load_perception(path: str | Path):
-    """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs."""
+    """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs, and a
+    fingerprint of their weights (a policy trained on these features records it: retraining the planner in
+    place must not change a policy's inputs without a word)."""
     from embodied.assets import resolve
     from embodied.modeling import EmbodiedFormer, VisionEncoder, tokenizer_from
 
@@ -146,4 +150,12 @@ def load_perception(path: str | Path):
         if missing:
             raise EmbodiedError(f"{path}/model.safetensors: no weights for {prefix}{missing[0]} ({len(missing)} in all)")
         module.load_state_dict(part, strict=False)
-    return vision.eval(), eformer.eval(), tokenizer
+    return vision.eval(), eformer.eval(), tokenizer, _fingerprint(state, ("vision.", "eformer."))
+
+
+def _fingerprint(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for k in sorted(k for k in state if k.startswith(prefixes)):
+        digest.update(k.encode())
+        digest.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -135,3 +135,20 @@ def test_random_shift_keeps_shape_and_moves_content():
     y = random_shift(x, 4, g)
     assert y.shape == x.shape and y.dtype == torch.uint8
     assert not torch.equal(x, y) and int(y.sum()) > 0
+
+
+def test_a_policy_refuses_a_planner_retrained_under_it(tmp_path):
+    """A policy reads frozen features from its planner checkpoint by path; if that checkpoint is trained
+    further in place, the policy's inputs change, so loading it must say so instead of acting on them."""
+    tok = train_tokenizer([PLAN, "reach the red cube"] * 5, 300)
+    model = EmbodiedGPT(small_cfg(), tokenizer=tok)
+    model.save_pretrained(tmp_path / "planner")
+    pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7,
+                       "planner": str(tmp_path / "planner")})
+    pol.save_pretrained(tmp_path / "p")
+    load_policy(tmp_path / "p")  # the same planner: fine
+    with torch.no_grad():
+        next(model.eformer.parameters()).add_(0.01)  # "trained further", saved over the old checkpoint
+    model.save_pretrained(tmp_path / "planner")
+    with pytest.raises(EmbodiedError, match=r"are not the ones this policy was trained on \(weights [0-9a-f]{16}, expected"):
+        load_policy(tmp_path / "p")

@@ -31,6 +31,7 @@ from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, pixel_c
 class EGPTPolicyConfig(PolicyConfig):
     type: str = "egpt"
     planner: str = ""  # planner checkpoint directory (relative paths: to the policy's directory)
+    perception_sha: str = ""  # fingerprint of the planner's ViT and E-former weights this policy was trained on
     use_subgoal: bool = True
     freeze_perception: bool = True
     query_dim: int = 32  # each query feature is projected to this before flattening
@@ -57,7 +58,12 @@ class EGPTPolicy(Policy):
         planner = Path(cfg.planner)
         if not planner.is_absolute() and root is not None:
             planner = root / planner
-        self.vision, self.eformer, self.tokenizer = load_perception(planner)
+        self.vision, self.eformer, self.tokenizer, fingerprint = load_perception(planner)
+        if cfg.perception_sha and cfg.perception_sha != fingerprint:
+            raise EmbodiedError(f"policy.planner={cfg.planner}: its ViT and Embodied-former are not the ones this policy "
+                                f"was trained on (weights {fingerprint}, expected {cfg.perception_sha}); point "
+                                "policy.planner at that checkpoint, or train the policy again")
+        cfg.perception_sha = fingerprint
         if cfg.freeze_perception:
             self.vision.requires_grad_(False)
             self.eformer.requires_grad_(False)
