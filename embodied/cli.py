@@ -102,11 +102,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def save_config(cfg: DictConfig, out_dir: Path) -> None:
-    """The resolved config beside the outputs, so every result says how it was made."""
+def save_config(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] | None = None) -> None:
+    """The resolved config beside the outputs, so every result says how it was made.
+
+    `resumable`: the job is about to continue the run already in `out_dir`, and these keys (with everything
+    under them) may differ from that run's; any other difference is an error, since the outputs would mix two
+    experiments (a blind planner's summary scored on the egpt planner's predictions, say)."""
+    path = out_dir / "config.yaml"
+    if resumable is not None and path.exists():
+        old = flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+        new = flat(OmegaConf.to_container(cfg, resolve=True))
+        # Keys only one side has came or went with the code, not with this run's settings.
+        diff = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]
+                and not any(k == r or k.startswith(r + ".") for r in resumable)]
+        if diff:
+            shown = "; ".join(f"{k}={new[k]!r} here, {old[k]!r} there" for k in diff[:3])
+            raise EmbodiedError(f"out={out_dir} holds a run made with other settings ({shown}"
+                                f"{'; ...' if len(diff) > 3 else ''}), which this one would continue; "
+                                f"use another out=, or remove {path} to continue it anyway")
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "config.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}"""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     old = path.with_name(f".{path.name}.old{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)  # left by a process killed mid-swap whose pid this one reuses
     tmp.mkdir()
     try:
         yield tmp
@@ -59,6 +60,11 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, default=str) + "\n" for r in records))
+
+
 def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict]:
     """Read the records of a JSONL file.
 
@@ -81,6 +87,5 @@ def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict]:
 
                 raise EmbodiedError(f"{path}:{i + 1}: not a JSON line ({e.msg})") from None
             if repair:
-                with atomic_path(path) as tmp:
-                    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+                write_jsonl(path, records)
     return records

@@ -122,6 +122,21 @@ def test_simqa_and_eval_plan(lift_demos, tmp_path):
     n = len(open(tmp_path / "o" / "predictions.jsonl").readlines())
     r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}")
     assert len(open(tmp_path / "o" / "predictions.jsonl").readlines()) == n  # a rerun skips finished samples
+    # ... but only a rerun of the same evaluation: another planner into that folder would be scored on these
+    r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=blind",
+                f"planner.path={tmp_path / 'ckpt'}", f"out={tmp_path / 'o'}")
+    assert r.returncode == 2 and "holds a run made with other settings (planner.path=" in r.stderr
+    assert "planner.type='blind' here, 'oracle' there" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert len(open(tmp_path / "o" / "predictions.jsonl").readlines()) == n
+    assert "type: oracle" in (tmp_path / "o" / "config.yaml").read_text()
+
+
+def test_parse_letter():
+    from embodied.jobs.eval_plan import parse_letter
+
+    cases = {"B": 1, "(b)": 1, "c.": 2, "answer: B": 1, "The answer is C": 2, "take a knife, answer: B": 1,
+             "I pick D.": 3, "A. open the drawer": 0, "a knife": None, "no idea": None}
+    assert {t: parse_letter(t) for t in cases} == cases
 
 
 def test_eval_plan_with_a_model_and_missing_videos(tmp_path):

@@ -31,6 +31,12 @@ def test_rollout_cli_writes_video_and_summary(tmp_path):
     assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
     assert (tmp_path / "config.yaml").exists()
+    # rerun into the same folder: more episodes continue it; other settings would mix two experiments
+    base = ["rollout", "env=metaworld/drawer_open", "planner=none", "env.perturbation=null", "env.height=48", "env.width=48"]
+    r = run_cli(*base, "n=3", f"out={tmp_path}")
+    assert r.returncode == 0 and json.loads((tmp_path / "summary.json").read_text())["episodes"] == 3, r.stderr[-2000:]
+    r = run_cli(*base, "n=3", "env.horizon=20", f"out={tmp_path}")
+    assert r.returncode == 2 and "env.horizon=20 here, 300 there" in r.stderr, r.stderr[-2000:]
 
 
 def test_perturbations_are_applied_and_recorded():

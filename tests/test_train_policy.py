@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from embodied.modeling import EmbodiedGPT
 
@@ -44,6 +45,17 @@ def test_train_policy_outputs_and_resume(cnn_runs, lift_demos):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stdout + r.stderr
     assert [json.loads(l)["epoch"] for l in open(run / "history.jsonl")] == [1, 2, 3]
+    # resumed at epoch 2, it ends where a run of 3 epochs from the start ends (same batches, same shifts)
+    straight = run.parent / "cnn2_straight"
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=2", "policy.type=cnn", "epochs=3", f"out={straight}", *FAST)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (load_file(d / "last" / "model.safetensors") for d in (run, straight))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a rerun with other demos would continue this run as if nothing changed: refused, nothing written
+    before = (run / "config.yaml").read_text()
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=cnn", "epochs=4", f"out={run}", *FAST)
+    assert r.returncode == 2 and "n_demos=1 here, 2 there" in r.stderr and "remove" in r.stderr
+    assert (run / "config.yaml").read_text() == before
 
 
 def test_ties_choose_the_earlier_or_the_later_checkpoint(cnn_runs, lift_demos, tmp_path):

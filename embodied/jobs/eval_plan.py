@@ -29,8 +29,12 @@ def choice_prompt(question: str, choices: list[str]) -> str:
 
 
 def parse_letter(text: str) -> int | None:
-    m = re.search(r"\b([ABCD])\b", text.upper())
-    return "ABCD".index(m.group(1)) if m else None
+    """The option letter a generated answer names: "B", "(b)", "answer: B", "I pick C." Only a capital counts
+    inside a sentence, so the article in "take a knife" is not option A."""
+    m = (re.match(r"\s*\(?([ABCDabcd])\s*(?:[).:]|$)", text)
+         or re.search(r"(?i:answer(?:\s+is)?)\s*[:\-]?\s*\(?([ABCD])\b", text)
+         or re.search(r"\b([ABCD])\b", text))
+    return "ABCD".index(m.group(1).upper()) if m else None
 
 
 class _Answerer:
@@ -128,9 +132,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     samples = load_planning_qa(d.type, d.path, d.video_root, int(d.n_frames), bool(d.strict), problems)
     if cfg.limit:
         samples = samples[: int(cfg.limit)]
-    save_config(cfg, out)
-    ans = _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
     pred_file = out / "predictions.jsonl"
+    save_config(cfg, out, resumable=("limit", "out") if pred_file.exists() else None)  # a rerun continues it
+    ans = _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
     done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)} if pred_file.exists() else {}
     skipped = []
     torch.set_grad_enabled(False)

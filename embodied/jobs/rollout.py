@@ -90,7 +90,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     camera = cfg.video_camera or (cams[0] if cams else None)
     if cfg.video and camera is not None and camera not in cams:
         raise EmbodiedError(f"video_camera: '{camera}' is not one of env.cameras {cams}")
-    save_config(cfg, out)
+    # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
+    continuing = out.exists() and any(out.rglob("episodes.jsonl"))
+    save_config(cfg, out, resumable=("n", "workers", "video", "video_camera", "out") if continuing else None)
     n, seed = int(cfg.n), int(cfg.seed)
     rows = []
     for j, path in enumerate(paths):

@@ -21,9 +21,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from embodied.assets import resolve
 from embodied.errors import EmbodiedError
 
 STATE = "trainer_state.pt"
+
+
+# What may change when a run is continued: how long it trains, how often it saves and logs.
+RESUMABLE = ("steps", "stop_after", "save_every", "log_every", "eval_samples", "out", "resume")
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
@@ -38,8 +43,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if not cfg.data:
         raise EmbodiedError("data is not set: give an EgoCOT-format .jsonl/.json file (e.g. from `embodied corpus`)")
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
+    ckpt = out / "checkpoint"
+    resume = bool(cfg.resume) and (ckpt / STATE).exists()
     if accelerator.is_main_process:
-        save_config(cfg, out)
+        save_config(cfg, out, resumable=RESUMABLE if resume else None)
     set_seed(int(cfg.seed))
     from embodied.datasets.egocot import EgoCOTDataset
 
@@ -47,8 +54,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     dataset = EgoCOTDataset(data, min_score=cfg.min_score)
     if len(dataset) == 0:
         raise EmbodiedError(f"data={data}: no samples")
-    ckpt = out / "checkpoint"
-    resume = bool(cfg.resume) and (ckpt / STATE).exists()
     if cfg.stage == "lm":
         model, save, step_fn, items = _lm_setup(cfg, dataset, ckpt if resume else None)
     else:
@@ -70,7 +75,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         start = int(state["step"])
         accelerator.print(f"resuming from {ckpt} at step {start}")
     model, opt, sched = accelerator.prepare(model, opt, sched)
-    accelerator.init_trackers(f"train_planner_{cfg.stage}", config=_flat(OmegaConf.to_container(cfg, resolve=True)))
+    accelerator.init_trackers(f"train_planner_{cfg.stage}", config=_hparams(cfg))
 
     bs, world, rank = int(cfg.batch_size), accelerator.num_processes, accelerator.process_index
     # stop_after ends a time-limited slot early, checkpointed; the next invocation resumes from there.
@@ -113,15 +118,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     return summary
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def _hparams(cfg: DictConfig) -> dict:
     """TensorBoard's hparams take scalars only."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
+    from embodied.cli import flat
+
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in flat(OmegaConf.to_container(cfg, resolve=True)).items()}
 
 
 def batch_indices(n: int, global_batch: int, step: int, seed: int) -> list[int]:
@@ -254,7 +256,7 @@ class _Items:
 def _vl_setup(cfg, dataset, resume_dir: Path | None):
     from embodied.checkpoint import save_model
 
-    init = Path(cfg.init) if cfg.init else None
+    init = resolve(cfg.init) if cfg.init else None  # a shipped name (tiny/planner) or a directory
     if init is not None and not (init / "config.json").exists():
         raise EmbodiedError(f"init={init}: not an EmbodiedGPT checkpoint (no config.json)")
     model = build_model(cfg, resume_dir or init)

@@ -16,8 +16,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from embodied.assets import resolve
 from embodied.errors import EmbodiedError
-from embodied.io import append_jsonl, read_jsonl, write_json
+from embodied.io import append_jsonl, read_jsonl, write_json, write_jsonl
 
 STATE = "trainer_state.pt"
 
@@ -66,6 +67,11 @@ def chunk_targets(actions: torch.Tensor, demo: np.ndarray, k: int) -> torch.Tens
     return actions[np.minimum(idx, end[:, None])]
 
 
+# What may change when a run is continued: how long it trains and how its checkpoints are evaluated.
+RESUMABLE = ("epochs", "eval_every", "eval_episodes", "eval_seed", "eval_workers", "eval_horizon", "ties",
+             "final_episodes", "final_seed", "out", "resume")
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import save_config
     from embodied.envs.rollout import run_episodes
@@ -94,10 +100,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
         pcfg["object_dim"] = int(data["object"].shape[1])
     if pcfg.get("planner"):
-        pcfg["planner"] = str(Path(pcfg["planner"]).resolve())
-    save_config(cfg, out)
+        pcfg["planner"] = str(resolve(pcfg["planner"]).resolve())  # a shipped name (tiny/planner) or a directory
     last, best_dir = out / "last", out / "best"
     resume = bool(cfg.resume) and (last / STATE).exists()
+    save_config(cfg, out, resumable=RESUMABLE if resume else None)
     policy = load_policy(last) if resume else make_policy(pcfg)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     if not resume:
@@ -113,7 +119,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         opt.load_state_dict(s["optimizer"])
         torch.set_rng_state(s["rng"])
         state = {"epoch": int(s["epoch"]), "best": float(s["best"])}
-        state["history"] = read_jsonl(out / "history.jsonl", repair=True)
+        # Epochs logged after the last checkpoint (a run stopped between the two writes) are trained again.
+        state["history"] = [r for r in read_jsonl(out / "history.jsonl", repair=True) if r["epoch"] <= state["epoch"]]
+        write_jsonl(out / "history.jsonl", state["history"])
         print(f"resuming from {last} at epoch {state['epoch']}")
 
     targets = chunk_targets(data["actions"], data["demo"], policy.cfg.chunk)
@@ -122,6 +130,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     feats = None
     if policy.frozen_perception:  # features of `aug_views` shifted copies, once
         feats = _cache_features(policy, data, int(cfg.aug_views), gen, int(cfg.batch_size))
+    if resume and "gen" in s:  # the augmentation stream where it stopped: a resumed run equals an unbroken one
+        gen.set_state(s["gen"])
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -165,7 +175,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         append_jsonl(out / "history.jsonl", rec)
         state["history"].append(rec)
         bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k != "epoch"})
-        ckpt = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1, "best": state["best"]}
+        ckpt = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "gen": gen.get_state(), "epoch": epoch + 1,
+                "best": state["best"]}
         policy.save_pretrained(last, {STATE: lambda p: torch.save(ckpt, p)})
     tb.close()
     _plot(state["history"], out / "curve.png")
