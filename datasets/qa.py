@@ -109,6 +109,13 @@ class VideoIndex:
         raise SkipSample(f"video '{video_id}' not found under {self.root}")
 
 
+def _frame(value, field: str, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise EmbodiedError(f"{where}: {field}={value!r}: expected a frame number") from None
+
+
 # -- loaders --------------------------------------------------------------------------------------
 def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frames: int = 8, strict: bool = True,
                  problems: list[str] | None = None) -> list[dict]:
@@ -119,18 +126,20 @@ def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frame
     problems = problems if problems is not None else []
     index = VideoIndex(video_root)
     out = []
+    is_array = path.read_text().lstrip().startswith("[")  # a JSON array has samples, not lines
     for line, r in read_lines(path, strict, problems):
-        where = f"{path}:{line}" if not path.read_text().lstrip().startswith("[") else f"{path}: sample {line}"
+        where = f"{path}: sample {line}" if is_array else f"{path}:{line}"
         need = ["question", "choice_a", "choice_b", "choice_c", "choice_d", "golden_choice_idx",
                 "current_observation_frame", "video_id"]
         missing = [k for k in need if k not in r]
         if missing:
             raise EmbodiedError(f"{where}: missing field(s) {missing}; expected an EgoPlan-Bench sample")
         label = _label(r["golden_choice_idx"], where)
-        end = int(r["current_observation_frame"])
+        end = _frame(r["current_observation_frame"], "current_observation_frame", where)
         progress = r.get("task_progress_metadata") or []
-        start = int(r["task_start_frame"]) if "task_start_frame" in r else (
-            min(int(p["start_frame"]) for p in progress) if progress else max(0, end - 8 * 30))
+        start = _frame(r["task_start_frame"], "task_start_frame", where) if "task_start_frame" in r else (
+            min(_frame(p.get("start_frame"), "task_progress_metadata[].start_frame", where) for p in progress)
+            if progress else max(0, end - 8 * 30))
         start = min(start, end)
         vid = str(r["video_id"])
 

@@ -85,6 +85,11 @@ def test_egoplan_loader_never_samples_after_the_current_frame(tmp_path):
     assert f.shape == (8, 32, 32, 3) and red.max() <= 40 and red.min() >= 18
     with pytest.raises(SkipSample, match="'gone' not found"):
         s[2]["frames"]()
+    recs = json.loads(path.read_text())
+    recs[1]["current_observation_frame"] = "end"
+    path.write_text(json.dumps(recs))
+    with pytest.raises(EmbodiedError, match=r"egoplan.json: sample 2: current_observation_frame='end': expected a frame number"):
+        load_egoplan(path, tmp_path / "vids")
 
 
 def test_qa_bad_input(tmp_path):
