@@ -9,7 +9,7 @@ from embodied.errors import EmbodiedError
 
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
 # These fixed cameras are mounted upside down in Meta-World's scene: rotate their images by 180 degrees.
-_ROTATED = {"corner", "corner2", "corner3"}
+_ROTATED = {"corner", "corner2", "corner3", "corner4"}
 
 # instruction, sub-goals; "pick" tasks follow reach/grasp/lift/<final>.
 TASKS = {

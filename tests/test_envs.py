@@ -43,6 +43,19 @@ def test_robosuite_frames_are_upright():
     assert img[-12:].mean() != img[:12].mean()
 
 
+def test_metaworld_cameras_mounted_upside_down_are_turned_upright():
+    """A camera whose image 'up' axis points below the horizon gives frames upside down: those are rotated."""
+    import mujoco
+
+    from embodied.envs.metaworld_env import _ROTATED, CAMERAS
+
+    env = _env("metaworld", "assembly", cameras=[])
+    env.reset(seed=0)
+    m, d = env.unwrapped.sim_env.model, env.unwrapped.sim_env.data
+    up_z = {c: d.cam_xmat[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, c)].reshape(3, 3)[2, 1] for c in CAMERAS}
+    assert {c for c, z in up_z.items() if z < -0.1} == _ROTATED, up_z
+
+
 def test_stack_variety_names_colors_in_language():
     env = _env("robosuite", "Stack", variety=True, cameras=[])
     seen = set()
