@@ -74,14 +74,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
         with open_demo_file(path) as f:
             for name in tqdm(demo_names(f, subset), desc=f"corpus {path.name}", leave=False):
                 g = f["data"][name]
-                if "subgoals" not in g.attrs or "subgoal_index" not in g:
-                    raise EmbodiedError(f"{path}: data/{name} has no sub-goal labels; "
-                                        "collect demos with `embodied collect` to build a planning corpus")
-                cams = [k[: -len("_image")] for k in g["obs"] if k.endswith("_image")]
-                cam = camera or _ego_camera(cams)
-                if f"{cam}_image" not in g["obs"]:
-                    raise EmbodiedError(f"{path}: data/{name}/obs has no camera '{cam}' (has: {cams})")
-                frames = g["obs"][f"{cam}_image"]
+                _, frames = labelled_frames(path, name, g, camera)
                 subgoals, indices = json.loads(g.attrs["subgoals"]), g["subgoal_index"][()]
                 instruction = str(g.attrs["instruction"])
                 for t in sample_points(indices, per_segment):
@@ -102,6 +95,20 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return out
+
+
+def labelled_frames(path: Path, name: str, g, camera: str | None):
+    """(camera, its frames) of demo group `g`, after checking that it has sub-goal labels and that camera."""
+    if "subgoals" not in g.attrs or "subgoal_index" not in g:
+        raise EmbodiedError(f"{path}: data/{name} has no sub-goal labels; "
+                            "collect demos with `embodied collect` to build planning data")
+    cams = [k[: -len("_image")] for k in g["obs"] if k.endswith("_image")]
+    if not cams:
+        raise EmbodiedError(f"{path}: data/{name}/obs has no camera images")
+    cam = camera or _ego_camera(cams)
+    if f"{cam}_image" not in g["obs"]:
+        raise EmbodiedError(f"{path}: data/{name}/obs has no camera '{cam}' (has: {cams})")
+    return cam, g["obs"][f"{cam}_image"]
 
 
 def _ego_camera(cams: Sequence[str]) -> str:

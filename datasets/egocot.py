@@ -72,6 +72,8 @@ def load_clip(image: str | Path, root: Path | None = None, n_frames: int = 8) ->
             frames = frames[None]
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise EmbodiedError(f"{path}: expected frames of shape (T, H, W, 3), got {frames.shape}")
+        if frames.dtype != np.uint8:  # a cast would turn floats in [0, 1] into a black clip without a word
+            raise EmbodiedError(f"{path}: expected uint8 frames (0-255), got {frames.dtype}")
     else:
         n = video_length(path) if path.exists() else 0
         if n == 0:
@@ -130,7 +132,10 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                     if key not in r:
                         raise EmbodiedError(f"{p}: record {i} has no field '{key}' "
                                             "(expected image, caption, planning, score)")
-                score = float(r.get("score", 1.0))
+                try:
+                    score = float(r.get("score", 1.0))
+                except (TypeError, ValueError):
+                    raise EmbodiedError(f"{p}: record {i}: score={r['score']!r}, expected a number") from None
                 if min_score is not None and score < min_score:
                     continue
                 self.samples.append({"image": r["image"], "root": base, "caption": str(r.get("caption", "")),

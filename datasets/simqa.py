@@ -18,10 +18,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from embodied.datasets.corpus import NEXT_QUESTION, _ego_camera, done_question, sample_points
+from embodied.datasets.corpus import NEXT_QUESTION, done_question, labelled_frames, sample_points
 from embodied.datasets.demos import demo_names, open_demo_file
 from embodied.datasets.egocot import format_plan, subgoal_action
-from embodied.errors import EmbodiedError
 from embodied.io import atomic_path
 
 EXPLAIN_QUESTION = "The robot was working on '{subgoal}'. What went wrong?"
@@ -56,12 +55,9 @@ def build_simqa(demo_paths: Sequence[str | Path], out_dir: str | Path, seed: int
             env_cfg = json.loads(f["data"].attrs.get("embodied_env", "{}"))
             for name in demo_names(f):
                 g = f["data"][name]
-                if "subgoals" not in g.attrs:
-                    raise EmbodiedError(f"{path}: data/{name} has no sub-goal labels")
-                cams = [k[: -len("_image")] for k in g["obs"] if k.endswith("_image")]
-                cam = camera or _ego_camera(cams)
+                cam, frames = labelled_frames(path, name, g, camera)
                 demos.append({"path": path, "name": name, "env": env_cfg, "camera": cam,
-                              "frames": g["obs"][f"{cam}_image"][()], "instruction": str(g.attrs["instruction"]),
+                              "frames": frames[()], "instruction": str(g.attrs["instruction"]),
                               "subgoals": json.loads(g.attrs["subgoals"]), "index": g["subgoal_index"][()]})
     pool = sorted({s for d in demos for s in d["subgoals"]} | {s for _, subs in MW_TASKS.values() for s in subs})
     records = []

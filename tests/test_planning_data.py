@@ -41,6 +41,13 @@ def test_egocot_bad_input(tmp_path):
     (tmp_path / "missing.json").write_text('[{"image": "gone.npy", "planning": "p"}]')
     with pytest.raises(EmbodiedError, match="gone.npy: clip file not found"):
         EgoCOTDataset(tmp_path / "missing.json")[0]
+    np.save(tmp_path / "float.npy", np.full((8, 4, 4, 3), 0.5, np.float32))  # frames in [0, 1]
+    (tmp_path / "float.json").write_text('[{"image": "float.npy", "planning": "p"}]')
+    with pytest.raises(EmbodiedError, match="float.npy: expected uint8 frames"):
+        EgoCOTDataset(tmp_path / "float.json")[0]
+    (tmp_path / "score.json").write_text('[{"image": "a.npy", "planning": "p", "score": "high"}]')
+    with pytest.raises(EmbodiedError, match=r"score.json: record 0: score='high', expected a number"):
+        EgoCOTDataset(tmp_path / "score.json")
 
 
 def test_corpus_from_demos(lift_demos, tmp_path):

@@ -158,3 +158,10 @@ def test_eval_plan_with_a_model_and_missing_videos(tmp_path):
         s = json.loads((tmp_path / kind / "summary.json").read_text())
         assert s["evaluated"] == 2 and s["skipped_missing_video"] == 1 and "gone" in r.stdout
         assert 0 <= s["metrics"]["choice"]["accuracy_likelihood"] <= 1
+
+
+def test_simqa_names_a_missing_camera(lift_demos, tmp_path):
+    from embodied.datasets.simqa import build_simqa
+
+    with pytest.raises(EmbodiedError, match=r"lift.hdf5: data/demo_0/obs has no camera 'wristcam' \(has: \["):
+        build_simqa([lift_demos], tmp_path, camera="wristcam")
