@@ -82,6 +82,8 @@ def sample_frames(source: Path, start: int, end: int, n: int) -> np.ndarray:
         if not files:
             raise SkipSample(f"{source}: no frame images")
         have = np.array(sorted(files))
+        if have[0] > max(start, end):
+            raise SkipSample(f"{source}: no frame at or before frame {end}")
         picked = [int(have[min(np.searchsorted(have, i, side="right") - 1, len(have) - 1)]) if i >= have[0] else int(have[0])
                   for i in idx]
         return np.stack([np.asarray(iio.imread(files[i]))[..., :3] for i in picked]).astype(np.uint8)
@@ -117,9 +119,15 @@ def _frame(value, field: str, where: str) -> int:
 
 
 # -- loaders --------------------------------------------------------------------------------------
+# EgoPlan-Bench2's question, which its files do not store: built from the task goal as its eval.py does.
+EGOPLAN2_QUESTION = ("Considering the progress shown in the video and my current observation in the last frame, "
+                     "what action should I take next in order to {}?")
+
+
 def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frames: int = 8, strict: bool = True,
-                 problems: list[str] | None = None) -> list[dict]:
-    """EgoPlan-Bench (v1) and EgoPlan-Bench2 JSON."""
+                 problems: list[str] | None = None, version: int = 1) -> list[dict]:
+    """EgoPlan-Bench (v1) JSON, or EgoPlan-Bench2 (`version=2`: no question or video_id fields; the question
+    comes from `task_goal`, the video is `<sample_id up to its first '_'>.mp4`, frames from `task_start_frame`)."""
     path = Path(path)
     if not path.exists():
         raise EmbodiedError(f"{path}: file not found")
@@ -129,11 +137,14 @@ def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frame
     is_array = path.read_text().lstrip().startswith("[")  # a JSON array has samples, not lines
     for line, r in read_lines(path, strict, problems):
         where = f"{path}: sample {line}" if is_array else f"{path}:{line}"
-        need = ["question", "choice_a", "choice_b", "choice_c", "choice_d", "golden_choice_idx",
-                "current_observation_frame", "video_id"]
+        need = ["choice_a", "choice_b", "choice_c", "choice_d", "golden_choice_idx", "current_observation_frame"] + (
+            ["question", "video_id"] if version == 1 else ["task_goal", "task_start_frame", "sample_id"])
         missing = [k for k in need if k not in r]
         if missing:
-            raise EmbodiedError(f"{where}: missing field(s) {missing}; expected an EgoPlan-Bench sample")
+            raise EmbodiedError(f"{where}: missing field(s) {missing}; expected an EgoPlan-Bench"
+                                f"{'2' if version == 2 else ''} sample (dataset=egoplan{'2' if version == 2 else ''})")
+        if version == 2:
+            r = {**r, "question": EGOPLAN2_QUESTION.format(r["task_goal"]), "video_id": str(r["sample_id"]).split("_")[0]}
         label = _label(r["golden_choice_idx"], where)
         end = _frame(r["current_observation_frame"], "current_observation_frame", where)
         progress = r.get("task_progress_metadata") or []
@@ -205,7 +216,7 @@ def load_planning_qa(kind: str, path: str | Path, video_root: str | Path | None 
                      strict: bool = True, problems: list[str] | None = None) -> list[dict]:
     loaders: dict[str, Callable] = {
         "egoplan": lambda: load_egoplan(path, video_root, n_frames, strict, problems),
-        "egoplan2": lambda: load_egoplan(path, video_root, n_frames, strict, problems),
+        "egoplan2": lambda: load_egoplan(path, video_root, n_frames, strict, problems, version=2),
         "jsonl": lambda: load_qa_jsonl(path, n_frames, strict, problems),
         "simqa": lambda: load_qa_jsonl(path, n_frames, strict, problems),
     }

@@ -92,6 +92,23 @@ def test_egoplan_loader_never_samples_after_the_current_frame(tmp_path):
         load_egoplan(path, tmp_path / "vids")
 
 
+def test_egoplan2_builds_its_question_and_finds_the_video_from_the_sample_id(tmp_path):
+    """EgoPlan-Bench2 files have no question or video_id: its eval.py builds both (from task_goal, sample_id)."""
+    from embodied.datasets.qa import load_planning_qa
+
+    _egoplan(tmp_path)
+    rec = {"sample_id": "vid1_7", "task_goal": "stack the cups", "choice_a": "a", "choice_b": "b", "choice_c": "c",
+           "choice_d": "d", "golden_choice_idx": "C", "task_start_frame": 10, "current_observation_frame": 30}
+    (tmp_path / "bench2.json").write_text(json.dumps([rec]))
+    (s,) = load_planning_qa("egoplan2", tmp_path / "bench2.json", tmp_path / "vids")
+    assert s["label"] == 2 and s["question"].endswith("what action should I take next in order to stack the cups?")
+    red = s["frames"]()[..., 0].mean(axis=(1, 2)) / 4
+    assert red.min() >= 10 - 1.5 and red.max() <= 30 + 1.5  # vid1.mp4, frames 10-30 only
+    with pytest.raises(EmbodiedError, match=r"bench2.json: sample 1: missing field\(s\) \['question', 'video_id'\]; "
+                                            r"expected an EgoPlan-Bench sample \(dataset=egoplan\)"):
+        load_planning_qa("egoplan", tmp_path / "bench2.json", tmp_path / "vids")
+
+
 def test_qa_bad_input(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"video": "a.npy", "question": "q", "answer": "x"}\n{broken\n'
