@@ -29,6 +29,17 @@ def job(*args: str) -> None:
         raise SystemExit(f"failed: embodied {' '.join(args)}")
 
 
+def reusable(made: Path, folder: Path, name: str, *args: str) -> None:
+    """A rerun reuses finished demos and cells; only if they were made by this very command (other flags,
+    such as --noise, --fovy or --epochs, would otherwise be reported under numbers made without them)."""
+    from embodied.cli import compose, config_changes
+
+    diff = config_changes(compose(name.replace("-", "_"), list(args)), folder, resumable=("out",))
+    if diff:
+        raise SystemExit(f"{made} was made with other settings ({'; '.join(diff[:3])}); "
+                         f"use another --out, or delete {made} to make it again")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--planner", required=True)
@@ -69,10 +80,13 @@ def main() -> None:
     rows = []
     for task in args.tasks:
         demos = out / "demos" / f"{task}.hdf5"
-        if not demos.exists():
-            job("collect", f"env=metaworld/{task.replace('-', '_')}", f"n={max(args.demos)}", f"out={demos}",
-                "video=false", f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}",
-                *([f"env.fovy={{{','.join(f'{c}:{d}' for c, d in fovy.items())}}}"] if fovy else []))
+        collect = [f"env=metaworld/{task.replace('-', '_')}", f"n={max(args.demos)}", f"out={demos}", "video=false",
+                   f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}",
+                   *([f"env.fovy={{{','.join(f'{c}:{d}' for c, d in fovy.items())}}}"] if fovy else [])]
+        if demos.exists():
+            reusable(demos, demos.with_name(demos.stem + "_config"), "collect", *collect)
+        else:
+            job("collect", *collect)
         for cam in args.cameras:
             for n in args.demos:
                 for kind in args.policies:
@@ -105,18 +119,21 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
                planner_path: str) -> dict:
     """One policy trained (or resumed) and evaluated on the protocol's fresh seeds; its summary row."""
     run = out / task / cam / (f"{kind}{n}" if seed == 0 else f"{kind}{n}_seed{seed}")
-    if not (run / "summary.json").exists() or "final_success" not in json.loads((run / "summary.json").read_text()):
-        extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
-        if args.aux_object and kind != "cnn":
-            extra.append("policy.aux_object=true")
-        if args.pixel_keypoints and kind != "cnn":
-            extra.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
-        epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
-        job("train-policy", f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
-            f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
-            f"eval_episodes={args.eval_episodes}", f"ties={args.ties}", f"eval_horizon={args.eval_horizon}",
-            f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}",
-            f"seed={seed}", f"out={run}", *extra)
+    extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
+    if args.aux_object and kind != "cnn":
+        extra.append("policy.aux_object=true")
+    if args.pixel_keypoints and kind != "cnn":
+        extra.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
+    epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
+    train = [f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
+             f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
+             f"eval_episodes={args.eval_episodes}", f"ties={args.ties}", f"eval_horizon={args.eval_horizon}",
+             f"policy.chunk={args.chunk}", f"aug_views={args.aug_views}", f"final_episodes={args.episodes}",
+             f"seed={seed}", f"out={run}", *extra]
+    if (run / "summary.json").exists() and "final_success" in json.loads((run / "summary.json").read_text()):
+        reusable(run, run, "train-policy", *train)  # finished: its numbers stand only for this command
+    else:
+        job("train-policy", *train)  # new, or resumed (train-policy checks what may change)
     s = json.loads((run / "summary.json").read_text())
     return {"seed": seed, "success": s["final_success"], "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]}
 

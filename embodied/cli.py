@@ -108,21 +108,27 @@ def save_config(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] | Non
     `resumable`: the job is about to continue the run already in `out_dir`, and these keys (with everything
     under them) may differ from that run's; any other difference is an error, since the outputs would mix two
     experiments (a blind planner's summary scored on the egpt planner's predictions, say)."""
-    path = out_dir / "config.yaml"
-    if resumable is not None and path.exists():
-        old = flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-        new = flat(OmegaConf.to_container(cfg, resolve=True))
-        # Keys only one side has came or went with the code, not with this run's settings.
-        diff = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]
-                and not any(k == r or k.startswith(r + ".") for r in resumable)]
-        if diff:
-            shown = "; ".join(f"{k}={new[k]!r} here, {old[k]!r} there" for k in diff[:3])
-            raise EmbodiedError(f"out={out_dir} holds a run made with other settings ({shown}"
-                                f"{'; ...' if len(diff) > 3 else ''}), which this one would continue; "
-                                f"use another out=, or remove {path} to continue it anyway")
+    diff = config_changes(cfg, out_dir, resumable) if resumable is not None else []
+    if diff:
+        raise EmbodiedError(f"out={out_dir} holds a run made with other settings ({'; '.join(diff[:3])}"
+                            f"{'; ...' if len(diff) > 3 else ''}), which this one would continue; use another "
+                            f"out=, or remove {out_dir / 'config.yaml'} to continue it anyway")
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "config.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def config_changes(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] = ()) -> list[str]:
+    """How `cfg` differs from the config.yaml of the run in `out_dir` (none when there is none), as
+    'key=new here, old there', leaving out the keys in `resumable` and everything under them."""
+    path = out_dir / "config.yaml"
+    if not path.exists():
+        return []
+    old = flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    new = flat(OmegaConf.to_container(cfg, resolve=True))
+    # Keys only one side has came or went with the code, not with this run's settings.
+    return [f"{k}={new[k]!r} here, {old[k]!r} there" for k in sorted(old.keys() & new.keys())
+            if old[k] != new[k] and not any(k == r or k.startswith(r + ".") for r in resumable)]
 
 
 def flat(d: dict, prefix: str = "") -> dict:
