@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 
 def evaluate(planner, samples, dataset, batch: int = 8) -> dict:
+    from embodied.datasets.egocot import plan_start
     from embodied.modeling import plan_prompt
     from embodied.planners import parse_plan
 
@@ -29,8 +30,10 @@ def evaluate(planner, samples, dataset, batch: int = 8) -> dict:
     for b in tqdm(range(0, len(samples), batch), desc=planner.name, leave=False):
         items = [dataset[i] for i in range(b, min(b + batch, len(samples)))]
         video = torch.stack([it["video"] for it in items])
+        # as the planner plans in the loop (EmbodiedGPT.plan): the answer opens with the task line, forced
         outs = model.generate(video, [plan_prompt(it["instruction"]) for it in items], planner.max_new_tokens,
-                              eformer_text=[it["instruction"] for it in items], blind=planner.blind)
+                              eformer_text=[it["instruction"] for it in items], blind=planner.blind,
+                              answer_start=[plan_start(it["instruction"]) for it in items])
         for it, out, s in zip(items, outs, samples[b: b + batch]):
             got, want = parse_plan(out), parse_plan(it["planning"])
             nxt.append(bool(got.subgoals) and got.subgoals[0].text == s["subgoal"])
