@@ -24,10 +24,14 @@ from state_bc import add_labels, chunk_labels, dagger_round, evaluate, features,
 
 
 def demos(env, n: int, chunk: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for seed in range(n):
+    """The first n successful episodes of seeds 0, 1, ... (as `embodied collect` keeps only successes)."""
+    xs, ys, kept, seed = [], [], 0, 0
+    while kept < n:
+        if seed >= 2 * n + 10:
+            raise SystemExit(f"only {kept} of {n} expert demos succeeded in {seed} attempts")
         expert = ReactiveStackExpert(noise=noise, seed=seed)
         obs, info = env.reset(seed=seed)
+        seed += 1
         feats, acts = [], []
         while True:
             acts.append(expert.act(obs))
@@ -35,8 +39,10 @@ def demos(env, n: int, chunk: int, noise: float) -> tuple[torch.Tensor, torch.Te
             obs, _, term, trunc, info = env.step(acts[-1])
             if term or trunc:
                 break
-        xs += feats
-        ys += chunk_labels(np.array(acts), chunk)
+        if info["success"]:
+            xs += feats
+            ys += chunk_labels(np.array(acts), chunk)
+            kept += 1
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32)
 
 
