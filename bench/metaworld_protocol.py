@@ -29,15 +29,15 @@ def job(*args: str) -> None:
         raise SystemExit(f"failed: embodied {' '.join(args)}")
 
 
-def reusable(made: Path, folder: Path, name: str, *args: str) -> None:
+def reusable(made: Path, folder: Path, name: str, *args: str, may_differ: tuple[str, ...] = ("out",)) -> None:
     """A rerun reuses finished demos and cells; only if they were made by this very command (other flags,
     such as --noise, --fovy or --epochs, would otherwise be reported under numbers made without them)."""
     from embodied.cli import compose, config_changes
 
-    diff = config_changes(compose(name.replace("-", "_"), list(args)), folder, resumable=("out",))
+    diff = config_changes(compose(name.replace("-", "_"), list(args)), folder, resumable=may_differ)
     if diff:
         raise SystemExit(f"{made} was made with other settings ({'; '.join(diff[:3])}); "
-                         f"use another --out, or delete {made} to make it again")
+                         f"use another --out, or delete {made} to make it again (and what was made from it)")
 
 
 def main() -> None:
@@ -83,9 +83,13 @@ def main() -> None:
         collect = [f"env=metaworld/{task.replace('-', '_')}", f"n={max(args.demos)}", f"out={demos}", "video=false",
                    f"env.cameras=[{','.join(args.cameras)}]", "seed=0", f"noise={args.noise}",
                    *([f"env.fovy={{{','.join(f'{c}:{d}' for c, d in fovy.items())}}}"] if fovy else [])]
-        if demos.exists():
-            reusable(demos, demos.with_name(demos.stem + "_config"), "collect", *collect)
+        if demos.exists():  # more demos or cameras than this run needs serve it too (train-policy checks both)
+            reusable(demos, demos.with_name(demos.stem + "_config"), "collect", *collect,
+                     may_differ=("out", "n", "env.cameras"))
         else:
+            if (out / task).exists():
+                raise SystemExit(f"{out / task} holds policies trained on demos that are gone; delete it too, "
+                                 "or use another --out")
             job("collect", *collect)
         for cam in args.cameras:
             for n in args.demos:

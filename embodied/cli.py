@@ -108,14 +108,19 @@ def save_config(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] | Non
     `resumable`: the job is about to continue the run already in `out_dir`, and these keys (with everything
     under them) may differ from that run's; any other difference is an error, since the outputs would mix two
     experiments (a blind planner's summary scored on the egpt planner's predictions, say)."""
-    diff = config_changes(cfg, out_dir, resumable) if resumable is not None else []
+    if resumable is not None:
+        check_continuation(cfg, out_dir, resumable)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "config.yaml") as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def check_continuation(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...]) -> None:
+    diff = config_changes(cfg, out_dir, resumable)
     if diff:
         raise EmbodiedError(f"out={out_dir} holds a run made with other settings ({'; '.join(diff[:3])}"
                             f"{'; ...' if len(diff) > 3 else ''}), which this one would continue; use another "
                             f"out=, or remove {out_dir / 'config.yaml'} to continue it anyway")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "config.yaml") as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def config_changes(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] = ()) -> list[str]:
@@ -126,16 +131,42 @@ def config_changes(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] = 
         return []
     old = flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     new = flat(OmegaConf.to_container(cfg, resolve=True))
-    # Keys only one side has came or went with the code, not with this run's settings.
-    return [f"{k}={new[k]!r} here, {old[k]!r} there" for k in sorted(old.keys() & new.keys())
-            if old[k] != new[k] and not any(k == r or k.startswith(r + ".") for r in resumable)]
+
+    def below(d: dict, k: str) -> dict:
+        return {x[len(k) + 1:]: v for x, v in d.items() if x.startswith(k + ".")}
+
+    changes = []
+    for k in sorted(old.keys() | new.keys()):
+        if any(k == r or k.startswith(r + ".") for r in resumable):
+            continue
+        if k in old and k in new:
+            if not _same_setting(old[k], new[k]):
+                changes.append(f"{k}={new[k]!r} here, {old[k]!r} there")
+        elif k in new and below(old, k):  # an option switched off or on: a value here, a mapping there
+            changes.append(f"{k}={new[k]!r} here, {below(old, k)!r} there")
+        elif k in old and below(new, k):
+            changes.append(f"{k}={below(new, k)!r} here, {old[k]!r} there")
+        # Else the key sits under such an option (that line covers it), or only one side has it at all: it
+        # came or went with the code, not with this run's settings.
+    return changes
+
+
+def _same_setting(a, b) -> bool:
+    """Equal, or spelled differently: a path and its absolute form, a value and a list of just that value."""
+    if isinstance(a, list) != isinstance(b, list):
+        a, b = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b))
+    if isinstance(a, str) and isinstance(b, str) and a != b and Path(a).exists() and Path(b).exists():
+        return Path(a).resolve() == Path(b).resolve()
+    return a == b
 
 
 def flat(d: dict, prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}"""
+    """{"a": {"b": 1}, "c": {}} -> {"a.b": 1, "c": {}} (an empty mapping stays a value)"""
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:
             out.update(flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

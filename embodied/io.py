@@ -35,7 +35,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     old = path.with_name(f".{path.name}.old{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)  # left by a process killed mid-swap whose pid this one reuses
+    if not path.exists():  # a process killed mid-swap left the only copy aside: put it back first
+        aside = sorted(path.parent.glob(f".{path.name}.old*"), key=lambda p: p.stat().st_mtime)
+        if aside:
+            os.replace(aside[-1], path)
+    shutil.rmtree(old, ignore_errors=True)  # a finished swap whose cleanup was cut short, by a pid now reused
     tmp.mkdir()
     try:
         yield tmp

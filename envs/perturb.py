@@ -62,7 +62,7 @@ class PerturbationWrapper(gym.Wrapper):
     def _check_target(self, info: dict) -> None:
         """A sub-goal the task does not have would leave every episode unperturbed without a word."""
         target, subgoals = self.cfg.get("at_subgoal"), list(info["subgoals"])
-        if target is None:
+        if target is None or self.cfg.get("at_step") is not None:  # at_step, when set, decides alone
             return
         if isinstance(target, int):
             ok = 0 <= target < len(subgoals)

@@ -32,3 +32,49 @@ def test_failed_collect_leaves_no_file(tmp_path):
 def test_help_lists_jobs():
     r = run_cli("--help")
     assert r.returncode == 0 and "collect" in r.stdout and "rollout" in r.stdout
+
+
+def test_config_changes_spot_what_a_rerun_would_mix(tmp_path, monkeypatch):
+    """A rerun into a folder continues the run there: config_changes names every setting that differs, and
+    only those (not the keys the job may change, not keys the code added since, not another spelling)."""
+    from embodied.cli import compose, config_changes, save_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p").mkdir()
+    run = ["planner=oracle", "n=2", "out=r", "policy.path=p"]
+    save_config(compose("rollout", run), tmp_path / "r")
+
+    def changes(*extra, resumable=("n", "out")):
+        return config_changes(compose("rollout", run + list(extra)), tmp_path / "r", resumable)
+
+    assert changes("n=5") == []
+    assert changes(f"policy.path={tmp_path / 'p'}") == [] and changes("policy.path=[p]") == []  # other spellings
+    assert changes("env.horizon=20") == ["env.horizon=20 here, 300 there"]
+    assert changes("env.perturbation=null") == ["env.perturbation=None here, {'kind': 'drop', 'at_subgoal': 'lift', "
+                                                "'delay': 3} there"]
+    assert changes("+env.robosuite_kwargs.ignore_done=true") == [
+        "env.robosuite_kwargs={'ignore_done': True} here, {} there"]  # an option switched on
+    old = (tmp_path / "r" / "config.yaml").read_text()
+    (tmp_path / "r" / "config.yaml").write_text(old.replace("  background_checks: true\n", ""))
+    assert changes() == []  # a key the code added since the run was made
+
+
+def test_atomic_dir_puts_back_a_copy_left_aside_by_a_killed_swap(tmp_path):
+    """A process killed between moving the old directory aside and moving the new one in leaves only the
+    old one, under a hidden name: the next write must start from it, not lose it."""
+    from embodied.io import atomic_dir
+
+    ckpt = tmp_path / "last"
+    ckpt.mkdir()
+    (ckpt / "w").write_text("epoch 7")
+    ckpt.rename(tmp_path / ".last.old12345")  # the killed swap
+    try:
+        with atomic_dir(ckpt) as tmp:
+            (tmp / "w").write_text("epoch 8")
+            raise RuntimeError("killed again, before the swap")
+    except RuntimeError:
+        pass
+    assert (ckpt / "w").read_text() == "epoch 7" and not list(tmp_path.glob(".last.*"))
+    with atomic_dir(ckpt) as tmp:
+        (tmp / "w").write_text("epoch 8")
+    assert (ckpt / "w").read_text() == "epoch 8" and not list(tmp_path.glob(".last.*"))

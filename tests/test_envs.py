@@ -98,6 +98,9 @@ def test_a_perturbation_at_a_subgoal_the_task_lacks_is_an_error():
                     "perturbation": {"kind": "drop", "at_subgoal": "lift"}})
     with pytest.raises(EmbodiedError, match=r"at_subgoal='lift': the task 'Door' has no such sub-goal; its sub-goals are \['reach"):
         env.reset(seed=0)
+    # at_step decides alone when it is set (rollout.yaml's at_subgoal stays merged in under an override)
+    make_env({"backend": "robosuite", "task": "Door", "cameras": [],
+              "perturbation": {"kind": "displace", "at_step": 2, "at_subgoal": "lift"}}).reset(seed=0)
 
 
 @pytest.mark.parametrize("cfg,needle", [

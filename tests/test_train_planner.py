@@ -59,6 +59,8 @@ def test_plan_stage_resumes_exactly(stages):
         assert torch.equal(a[k], b[k]), k
     summary = json.loads((root / "split" / "summary.json").read_text())
     assert summary["finished"] and 0.0 <= summary["train_plan_exact_match"] <= 1.0
+    r = run_cli("train-planner", *common, f"out={root / 'split'}", "steps=6", "lr=0.1")  # more steps: fine; lr: not
+    assert r.returncode == 2 and "lr=0.1 here, 0.0003 there" in r.stderr, r.stderr[-2000:]
 
 
 def test_bad_input(stages, tmp_path):

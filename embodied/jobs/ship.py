@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from embodied.assets import ASSETS
 from embodied.errors import EmbodiedError
 from embodied.io import atomic_dir
+from embodied.policies import load_policy
 
 LIMIT = 50 * 2**20
 
@@ -29,6 +30,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
             c = json.loads((target / "config.json").read_text())
             c["planner"] = "../../planner"  # relative to the policy directory: the shipped planner
             (target / "config.json").write_text(json.dumps(c, indent=2) + "\n")
+            # loads against the planner copied above: a planner trained further after the policy refuses here
+            load_policy(target)
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         if size > LIMIT:
             raise EmbodiedError(f"{size / 2**20:.1f} MB to ship, more than the {LIMIT // 2**20} MB budget")

@@ -35,7 +35,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from embodied.cli import save_config
+    from embodied.cli import check_continuation, save_config
 
     out = Path(cfg.out) if cfg.out else default_dir
     if cfg.stage not in ("lm", "align", "plan"):
@@ -45,8 +45,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
     ckpt = out / "checkpoint"
     resume = bool(cfg.resume) and (ckpt / STATE).exists()
+    if resume:  # on every rank, so that none is left waiting for the others
+        check_continuation(cfg, out, RESUMABLE)
     if accelerator.is_main_process:
-        save_config(cfg, out, resumable=RESUMABLE if resume else None)
+        save_config(cfg, out)
     set_seed(int(cfg.seed))
     from embodied.datasets.egocot import EgoCOTDataset
 
