@@ -102,20 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def save_config(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...] | None = None) -> None:
-    """The resolved config beside the outputs, so every result says how it was made.
-
-    `resumable`: the job is about to continue the run already in `out_dir`, and these keys (with everything
-    under them) may differ from that run's; any other difference is an error, since the outputs would mix two
-    experiments (a blind planner's summary scored on the egpt planner's predictions, say)."""
-    if resumable is not None:
-        check_continuation(cfg, out_dir, resumable)
+def save_config(cfg: DictConfig, out_dir: Path) -> None:
+    """The resolved config beside the outputs, so every result says how it was made."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "config.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def check_continuation(cfg: DictConfig, out_dir: Path, resumable: tuple[str, ...]) -> None:
+    """A job about to continue the run in `out_dir` (before it saves its own config there): only the keys in
+    `resumable` (and everything under them) may differ from that run's, or the outputs would mix two
+    experiments (a blind planner's summary scored on the egpt planner's predictions, say)."""
     diff = config_changes(cfg, out_dir, resumable)
     if diff:
         raise EmbodiedError(f"out={out_dir} holds a run made with other settings ({'; '.join(diff[:3])}"

@@ -98,11 +98,15 @@ def slot_info(info: dict, i: int) -> dict:
     return out
 
 
+def _new_episode(policy: Any, seed: int | None) -> None:
+    policy.reset()
+    if seed is not None and hasattr(policy, "seed"):  # its own randomness (a noisy expert's), drawn per episode
+        policy.seed(seed)
+
+
 def run_episode(env: gym.Env, policy: Any, seed: int) -> dict:
     """One episode in this process; returns the last info (success, t, subgoal_index, ...)."""
-    policy.reset()
-    if hasattr(policy, "seed"):  # a policy with its own randomness (a noisy scripted expert) draws it per episode
-        policy.seed(seed)
+    _new_episode(policy, seed)
     obs, info = env.reset(seed=seed)
     tr = {"nonfinite": 0}
     while True:
@@ -161,9 +165,7 @@ def run_episodes(
         for i in range(n):
             if mask[i]:
                 cur[i] = next(todo, None)
-                policies[i].reset()
-                if cur[i] is not None and hasattr(policies[i], "seed"):
-                    policies[i].seed(cur[i])
+                _new_episode(policies[i], cur[i])
             seeds_now.append(cur[i] if mask[i] and cur[i] is not None else None)
         return envs.reset(seed=seeds_now, options={"reset_mask": mask})
 

@@ -121,7 +121,7 @@ def score(records: list[dict]) -> dict:
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
-    from embodied.cli import save_config
+    from embodied.cli import check_continuation, save_config
     from embodied.datasets.qa import SkipSample, load_planning_qa
 
     d = cfg.dataset
@@ -133,7 +133,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if cfg.limit:
         samples = samples[: int(cfg.limit)]
     pred_file = out / "predictions.jsonl"
-    save_config(cfg, out, resumable=("limit", "out") if pred_file.exists() else None)  # a rerun continues it
+    if pred_file.exists():  # a rerun continues it
+        check_continuation(cfg, out, ("limit", "out"))
+    save_config(cfg, out)
     ans = _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
     done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)} if pred_file.exists() else {}
     skipped = []

@@ -81,7 +81,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
-    from embodied.cli import save_config
+    from embodied.cli import check_continuation, save_config
 
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir
@@ -91,8 +91,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if cfg.video and camera is not None and camera not in cams:
         raise EmbodiedError(f"video_camera: '{camera}' is not one of env.cameras {cams}")
     # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
-    continuing = out.exists() and any(out.rglob("episodes.jsonl"))
-    save_config(cfg, out, resumable=("n", "workers", "video", "video_camera", "out") if continuing else None)
+    if out.exists() and any(out.rglob("episodes.jsonl")):
+        check_continuation(cfg, out, ("n", "workers", "video", "video_camera", "out"))
+    save_config(cfg, out)
     n, seed = int(cfg.n), int(cfg.seed)
     rows = []
     for j, path in enumerate(paths):

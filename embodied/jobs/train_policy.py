@@ -73,7 +73,7 @@ RESUMABLE = ("epochs", "eval_every", "eval_episodes", "eval_seed", "eval_workers
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
-    from embodied.cli import save_config
+    from embodied.cli import check_continuation, save_config
     from embodied.envs.rollout import run_episodes
     from embodied.jobs.rollout import wilson
     from embodied.policies import load_policy, make_policy
@@ -103,7 +103,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         pcfg["planner"] = str(resolve(pcfg["planner"]).resolve())  # a shipped name (tiny/planner) or a directory
     last, best_dir = out / "last", out / "best"
     resume = bool(cfg.resume) and (last / STATE).exists()
-    save_config(cfg, out, resumable=RESUMABLE if resume else None)
+    if resume:
+        check_continuation(cfg, out, RESUMABLE)
+    save_config(cfg, out)
     policy = load_policy(last) if resume else make_policy(pcfg)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     if not resume:
