@@ -3,7 +3,7 @@ policy and both baselines trained on the same demos in the same run, success ove
 
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
-        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object] [--pixel-keypoints 32]
+        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object [--aux-scenes 300]] [--pixel-keypoints 32]
         [--fovy corner=30] [--train-seeds 0 1 2] [--ties later]
 
 A cell from one training run of a 10-demo policy can move by 20+ points between training seeds (measured:
@@ -60,6 +60,9 @@ def main() -> None:
     ap.add_argument("--aug-views", type=int, default=2)
     ap.add_argument("--aux-object", action="store_true",
                     help="egpt and global: also predict the demos' object state (policy.aux_object=true)")
+    ap.add_argument("--aux-scenes", type=int, default=0,
+                    help="with --aux-object: also fit the object-state target on this many fresh scenes (frames "
+                         "with object state, no actions; train-policy aux_scenes=N)")
     ap.add_argument("--pixel-keypoints", type=int, default=0,
                     help="egpt and global: add a CNN trained end to end on the frame with this many keypoints "
                          "(policy.pixel_keypoints); they then train --cnn-epochs, as each epoch runs the CNN")
@@ -126,6 +129,8 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
     extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
     if args.aux_object and kind != "cnn":
         extra.append("policy.aux_object=true")
+        if args.aux_scenes:
+            extra.append(f"aux_scenes={args.aux_scenes}")
     if args.pixel_keypoints and kind != "cnn":
         extra.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
     epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs

@@ -30,13 +30,18 @@ from embodied.jobs.rollout import wilson
 from embodied.policies import make_expert
 
 POSE = 7  # robosuite Lift and Stack: obs/object is one (position, quaternion) block per cube
+METAWORLD_OBS = 39
 
 
 def features(proprio: np.ndarray, obj: np.ndarray, relative: bool) -> np.ndarray:
     """State input; `relative` adds each cube's position from the hand and the first cube's from the others,
-    the vectors robosuite's own low-dim observations carry (gripper_to_cubeA, cubeA_to_cubeB)."""
+    the vectors robosuite's own low-dim observations carry (gripper_to_cubeA, cubeA_to_cubeB). Meta-World's
+    object state is its 39-d observation (hand, gripper, object at 4:7, goal at 36:39): there it adds the
+    object from the hand and the goal from the object."""
     parts = [proprio, obj]
-    if relative:
+    if relative and len(obj) == METAWORLD_OBS:
+        parts += [obj[4:7] - obj[:3], obj[36:39] - obj[4:7]]
+    elif relative:
         cubes = [obj[i: i + 3] for i in range(0, len(obj), POSE)]
         parts += [c - proprio[:3] for c in cubes] + [cubes[0] - c for c in cubes[1:]]
     return np.concatenate(parts).astype(np.float32)
@@ -59,8 +64,9 @@ def learner(net: nn.Module, chunk: int, relative: bool):
 def load(path: str, n: int | None, chunk: int, relative: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
     with open_demo_file(path) as f:
         env_cfg = json.loads(f["data"].attrs.get("embodied_env", "{}"))
-        if env_cfg.get("backend") != "robosuite" or env_cfg.get("task") not in ("Lift", "Stack"):
-            raise EmbodiedError(f"{path}: state BC here takes robosuite Lift or Stack demos from `embodied collect`")
+        if not (env_cfg.get("backend") == "metaworld" or env_cfg.get("task") in ("Lift", "Stack")):
+            raise EmbodiedError(f"{path}: state BC here takes robosuite Lift or Stack, or Meta-World, demos from "
+                                f"`embodied collect`")
         names = demo_names(f)
         if n is not None and n > len(names):
             raise EmbodiedError(f"--n-demos {n}: {path} has {len(names)} demos")
@@ -197,7 +203,7 @@ def main() -> None:
                     "terminate_on_success": True})
     for r in range(args.dagger):
         first = args.dagger_seed + r * args.dagger_episodes
-        xs, ys, won = dagger_round(env, net, make_expert("robosuite", env_cfg["task"]),
+        xs, ys, won = dagger_round(env, net, make_expert(env_cfg["backend"], env_cfg["task"]),
                                    range(first, first + args.dagger_episodes), args.chunk, args.relative)
         x, y = add_labels(x, y, xs, ys)
         net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor, bins=args.bins)
@@ -205,7 +211,7 @@ def main() -> None:
     seeds = range(args.seed, args.seed + args.episodes)
     policy = learner(net, args.chunk, args.relative)
     learned = evaluate(env, lambda: policy, seeds)
-    expert_ok = evaluate(env, lambda: (lambda obs, e=make_expert("robosuite", env_cfg["task"]): [e.act(obs)]), seeds)
+    expert_ok = evaluate(env, lambda: (lambda obs, e=make_expert(env_cfg["backend"], env_cfg["task"]): [e.act(obs)]), seeds)
     env.close()
     k, m = sum(learned), sum(expert_ok)
     lo, hi = wilson(k, len(learned))

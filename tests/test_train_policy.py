@@ -126,3 +126,39 @@ def test_policy_for_another_env_is_refused(cnn_runs, tmp_path):
     assert "actions (7,) and proprio (9,); this env has actions (4,) and proprio (4,)" in r.stderr
     r = run_cli("train-policy", f"demos={tmp_path / 'none.hdf5'}", f"out={tmp_path / 'x'}")
     assert r.returncode == 2 and "none.hdf5: demo file not found" in r.stderr
+
+
+def test_object_state_target_on_scene_frames(lift_demos, planner_dir, tmp_path):
+    import json as _json
+
+    import h5py
+
+    from embodied.datasets.scenes import scene_frames
+
+    with h5py.File(lift_demos) as f:
+        env_cfg = _json.loads(f["data"].attrs["embodied_env"])
+    a, b = scene_frames(env_cfg, "robot0_eye_in_hand", 3, 700), scene_frames(env_cfg, "robot0_eye_in_hand", 3, 700)
+    assert a["rgb"].shape == (3, 64, 64, 3) and a["object"].shape == (3, 7) and len(a["subgoal"]) == 3
+    assert torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["object"], b["object"])  # seeded: reruns agree
+    assert len({tuple(o[:2].tolist()) for o in a["object"]}) == 3  # the cube is elsewhere in every scene
+    from embodied.envs import make_env
+
+    env = make_env({**env_cfg, "cameras": []})
+    assert set(a["subgoal"]) <= set(env.reset(seed=700)[1]["subgoals"])  # the task's own sub-goals
+    env.close()
+
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
+                "policy.aux_object=true", "aux_scenes=3", "aux_scene_seed=700", "epochs=1", f"out={tmp_path}", *FAST)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from embodied.policies import load_policy
+
+    p = load_policy(tmp_path / "best")
+    assert p.cfg.train_info["aux_scenes"] == 3
+    # standardised over the demo and the scenes: alone, one demo's cube hardly moves sideways
+    with h5py.File(lift_demos) as f:
+        demo = torch.from_numpy(f["data/demo_0/obs/object"][()])
+    assert torch.allclose(p.object_std, torch.cat([demo, a["object"]]).std(0).clamp(min=1e-3))
+    assert p.object_std[:2].min() > 2 * demo[:, :2].std(0).max()
+    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
+                "aux_scenes=3", "epochs=1", f"out={tmp_path / 'x'}", *FAST)
+    assert r.returncode == 2 and "aux_scenes=3: scene frames train the object-state target only" in r.stderr

@@ -92,7 +92,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     pcfg = OmegaConf.to_container(cfg.policy, resolve=True)
     pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
                 action_dim=int(data["actions"].shape[1]), env=env_cfg,
-                train_info={"demos": str(cfg.demos), "n_demos": cfg.n_demos, "seed": int(cfg.seed)})
+                train_info={"demos": str(cfg.demos), "n_demos": cfg.n_demos, "seed": int(cfg.seed),
+                            **({"aux_scenes": int(cfg.aux_scenes)} if cfg.aux_scenes else {})})
     if pcfg.pop("aux_object", False):
         if pcfg.get("type") not in ("egpt", "global"):
             raise EmbodiedError(f"policy.aux_object=true: only the egpt and global policies have an object head, not {pcfg.get('type')!r}")
@@ -108,10 +109,18 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     save_config(cfg, out)
     policy = load_policy(last) if resume else make_policy(pcfg)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
+    scenes = None
+    if int(cfg.aux_scenes or 0):
+        if obj is None or not policy.frozen_perception:
+            raise EmbodiedError(f"aux_scenes={cfg.aux_scenes}: scene frames train the object-state target only: "
+                                "they need policy.aux_object=true and frozen perception (egpt or global)")
+        from embodied.datasets.scenes import scene_frames
+
+        scenes = scene_frames(env_cfg, data["camera"], int(cfg.aux_scenes), int(cfg.aux_scene_seed))
     if not resume:
         policy.set_normalization(data["proprio"])
-        if obj is not None:
-            policy.set_object_normalization(obj)
+        if obj is not None:  # over the scenes too: an object the demos never move has no spread of its own
+            policy.set_object_normalization(obj if scenes is None else torch.cat([obj, scenes["object"]]))
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(policy.cfg.lr))
@@ -132,6 +141,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     feats = None
     if policy.frozen_perception:  # features of `aug_views` shifted copies, once
         feats = _cache_features(policy, data, int(cfg.aug_views), gen, int(cfg.batch_size))
+    if scenes is not None:
+        scene_feats = _cache_features(policy, scenes, int(cfg.aug_views), gen, int(cfg.batch_size))
     if resume and "gen" in s:  # the augmentation stream where it stopped: a resumed run equals an unbroken one
         gen.set_state(s["gen"])
 
@@ -152,6 +163,13 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                 if getattr(policy.cfg, "pixel_keypoints", 0):  # the trainable pixel branch sees fresh shifts
                     f["pixels"] = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
                 loss = policy.loss_from_features(f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None)
+                if scenes is not None:  # as many scene frames, for the object-state target alone
+                    j = torch.randint(0, len(scenes["object"]), (len(idx),), generator=gen)
+                    view = torch.randint(0, scene_feats["global"].shape[0], (len(idx),), generator=gen)
+                    g = {k: v[view, j].float() for k, v in scene_feats.items()}
+                    if getattr(policy.cfg, "pixel_keypoints", 0):
+                        g["pixels"] = random_shift(scenes["rgb"][j], policy.cfg.shift, gen)
+                    loss = loss + policy.object_loss_from_features(g, scenes["proprio"][j], scenes["object"][j])
             else:
                 rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
                 loss = policy({"rgb": rgb, "proprio": data["proprio"][idx], "action": targets[idx],

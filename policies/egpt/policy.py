@@ -156,8 +156,16 @@ class EGPTPolicy(Policy):
         if obj_pred is not None:
             if obj is None:
                 raise EmbodiedError("policy.object_dim is set but the batch has no object state (obs/object)")
-            loss = loss + self.cfg.object_weight * F.mse_loss(obj_pred, (obj.float() - self.object_mean) / self.object_std)
+            loss = loss + self._object_term(obj_pred, obj)
         return loss
+
+    def object_loss_from_features(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor,
+                                  obj: torch.Tensor) -> torch.Tensor:
+        """The weighted object-state loss alone: for frames that have object state but no actions."""
+        return self._object_term(self.heads(feats, proprio)[1], obj)
+
+    def _object_term(self, obj_pred: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        return self.cfg.object_weight * F.mse_loss(obj_pred, (obj.float() - self.object_mean) / self.object_std)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.loss_from_features(self.encode(batch["rgb"], batch["subgoal"]), batch["proprio"],
