@@ -7,6 +7,7 @@ simulator's object poses, which a real robot does not have.
 
     python bench/state_bc.py --demos stack.hdf5 --n-demos 20 [--relative] [--episodes 20 --seed 300000]
         [--dagger 4 --dagger-episodes 20]
+    python bench/state_bc.py --demos runs/mw/demos/assembly.hdf5 --n-demos 10 --episodes 50 --seed 200000 --horizon 200
 
 `--dagger R` then runs R rounds of DAgger: the learner drives E episodes (seeds apart from the demos' and the
 evaluation's), the scripted expert, fed the same observations, labels every state the learner visits, and
