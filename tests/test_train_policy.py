@@ -162,3 +162,4 @@ def test_object_state_target_on_scene_frames(lift_demos, planner_dir, tmp_path):
     r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=egpt", f"policy.planner={planner_dir}",
                 "aux_scenes=3", "epochs=1", f"out={tmp_path / 'x'}", *FAST)
     assert r.returncode == 2 and "aux_scenes=3: scene frames train the object-state target only" in r.stderr
+    assert not (tmp_path / "x").exists()  # refused before anything was written

@@ -100,6 +100,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         if data["object"] is None:
             raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
         pcfg["object_dim"] = int(data["object"].shape[1])
+    if int(cfg.aux_scenes or 0) and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
+        raise EmbodiedError(f"aux_scenes={cfg.aux_scenes}: scene frames train the object-state target only: "
+                            "they need policy.aux_object=true and frozen perception (egpt or global)")
     if pcfg.get("planner"):
         pcfg["planner"] = str(resolve(pcfg["planner"]).resolve())  # a shipped name (tiny/planner) or a directory
     last, best_dir = out / "last", out / "best"
@@ -111,9 +114,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     scenes = None
     if int(cfg.aux_scenes or 0):
-        if obj is None or not policy.frozen_perception:
-            raise EmbodiedError(f"aux_scenes={cfg.aux_scenes}: scene frames train the object-state target only: "
-                                "they need policy.aux_object=true and frozen perception (egpt or global)")
         from embodied.datasets.scenes import scene_frames
 
         scenes = scene_frames(env_cfg, data["camera"], int(cfg.aux_scenes), int(cfg.aux_scene_seed))
