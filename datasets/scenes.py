@@ -24,13 +24,13 @@ def scene_frames(env_cfg: dict, camera: str, n: int, seed: int, max_moves: int =
         raise EmbodiedError(f"aux_scenes={n}: expected a positive number of scenes")
     env = make_env({**env_cfg, "cameras": [camera], "perturbation": None, "terminate_on_success": False,
                     "horizon": max_moves + 1})
+    low, high = env.action_space.low, env.action_space.high
     out: dict[str, list] = {"rgb": [], "proprio": [], "object": [], "subgoal": []}
     try:
         for s in tqdm(range(seed, seed + n), desc="scene frames", leave=False):
             rng = np.random.default_rng(s)
             obs, info = env.reset(seed=s)
             subgoals = list(info["subgoals"])
-            low, high = env.action_space.low, env.action_space.high
             for t in range(int(rng.integers(0, max_moves + 1))):
                 if t % hold == 0:
                     action = rng.uniform(low, high).astype(np.float32)

@@ -129,14 +129,12 @@ def test_policy_for_another_env_is_refused(cnn_runs, tmp_path):
 
 
 def test_object_state_target_on_scene_frames(lift_demos, planner_dir, tmp_path):
-    import json as _json
-
     import h5py
 
     from embodied.datasets.scenes import scene_frames
 
     with h5py.File(lift_demos) as f:
-        env_cfg = _json.loads(f["data"].attrs["embodied_env"])
+        env_cfg = json.loads(f["data"].attrs["embodied_env"])
     a, b = scene_frames(env_cfg, "robot0_eye_in_hand", 3, 700), scene_frames(env_cfg, "robot0_eye_in_hand", 3, 700)
     assert a["rgb"].shape == (3, 64, 64, 3) and a["object"].shape == (3, 7) and len(a["subgoal"]) == 3
     assert torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["object"], b["object"])  # seeded: reruns agree

@@ -89,19 +89,20 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     env_cfg["cameras"] = [data["camera"]]  # rollouts render only what the policy sees
     if cfg.eval_horizon:
         env_cfg["horizon"] = int(cfg.eval_horizon)
+    n_scenes = int(cfg.aux_scenes or 0)
     pcfg = OmegaConf.to_container(cfg.policy, resolve=True)
     pcfg.update(camera=data["camera"], proprio_dim=int(data["proprio"].shape[1]),
                 action_dim=int(data["actions"].shape[1]), env=env_cfg,
                 train_info={"demos": str(cfg.demos), "n_demos": cfg.n_demos, "seed": int(cfg.seed),
-                            **({"aux_scenes": int(cfg.aux_scenes)} if cfg.aux_scenes else {})})
+                            **({"aux_scenes": n_scenes} if n_scenes else {})})
     if pcfg.pop("aux_object", False):
         if pcfg.get("type") not in ("egpt", "global"):
             raise EmbodiedError(f"policy.aux_object=true: only the egpt and global policies have an object head, not {pcfg.get('type')!r}")
         if data["object"] is None:
             raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
         pcfg["object_dim"] = int(data["object"].shape[1])
-    if int(cfg.aux_scenes or 0) and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
-        raise EmbodiedError(f"aux_scenes={cfg.aux_scenes}: scene frames train the object-state target only: "
+    if n_scenes and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
+        raise EmbodiedError(f"aux_scenes={n_scenes}: scene frames train the object-state target only: "
                             "they need policy.aux_object=true and frozen perception (egpt or global)")
     if pcfg.get("planner"):
         pcfg["planner"] = str(resolve(pcfg["planner"]).resolve())  # a shipped name (tiny/planner) or a directory
@@ -113,10 +114,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     policy = load_policy(last) if resume else make_policy(pcfg)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     scenes = None
-    if int(cfg.aux_scenes or 0):
+    if n_scenes:
         from embodied.datasets.scenes import scene_frames
 
-        scenes = scene_frames(env_cfg, data["camera"], int(cfg.aux_scenes), int(cfg.aux_scene_seed))
+        scenes = scene_frames(env_cfg, data["camera"], n_scenes, int(cfg.aux_scene_seed))
     if not resume:
         policy.set_normalization(data["proprio"])
         if obj is not None:  # over the scenes too: an object the demos never move has no spread of its own
