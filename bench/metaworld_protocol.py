@@ -4,11 +4,13 @@ policy and both baselines trained on the same demos in the same run, success ove
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
         [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object [--aux-scenes 300]] [--pixel-keypoints 32]
-        [--fovy corner=30] [--train-seeds 0 1 2] [--ties later]
+        [--fovy corner=30] [--train-seeds 0 1 2] [--ties later] [--restarts 3 [--select-episodes 20]]
 
 A cell from one training run of a 10-demo policy can move by 20+ points between training seeds (measured:
 assembly from the corner, 32-62%), so `--train-seeds` trains each cell once per seed and reports the mean,
 with the range beside it. Seed 0's run keeps the plain name (egpt10), so earlier studies extend in place.
+`--restarts K` makes each cell K runs (seeds S..S+K-1) of which train-policy keeps the one that does best on
+held-out selection seeds (train-policy restarts=K; the cell is then egpt10_rK).
 Every step is an `embodied` job (collect, train-policy), so an interrupted study resumes where it stopped.
 Prints the table and writes out/results.json.
 """
@@ -70,6 +72,9 @@ def main() -> None:
                     help="narrow a camera's field of view in the demos and rollouts (env.fovy), e.g. corner=30")
     ap.add_argument("--train-seeds", nargs="+", type=int, default=[0],
                     help="train every cell once per seed (train-policy seed=S) and report the mean over them")
+    ap.add_argument("--restarts", type=int, default=1,
+                    help="train each cell this many times and keep the run best on held-out rollouts (train-policy restarts=K)")
+    ap.add_argument("--select-episodes", type=int, default=20, help="with --restarts: rollouts that choose among the runs")
     ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
     from embodied.assets import resolve
@@ -125,7 +130,7 @@ def main() -> None:
 def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: str, seed: int,
                planner_path: str) -> dict:
     """One policy trained (or resumed) and evaluated on the protocol's fresh seeds; its summary row."""
-    run = out / task / cam / (f"{kind}{n}" if seed == 0 else f"{kind}{n}_seed{seed}")
+    run = out / task / cam / (f"{kind}{n}" + (f"_seed{seed}" if seed else "") + (f"_r{args.restarts}" if args.restarts > 1 else ""))
     extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
     if args.aux_object and kind != "cnn":
         extra.append("policy.aux_object=true")
@@ -133,6 +138,8 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
             extra.append(f"aux_scenes={args.aux_scenes}")
     if args.pixel_keypoints and kind != "cnn":
         extra.append(f"policy.pixel_keypoints={args.pixel_keypoints}")
+    if args.restarts > 1:
+        extra += [f"restarts={args.restarts}", f"select_episodes={args.select_episodes}"]
     epochs = args.cnn_epochs if kind == "cnn" or args.pixel_keypoints else args.epochs
     train = [f"demos={demos}", f"n_demos={n}", f"policy.type={kind}", f"policy.camera={cam}",
              f"epochs={epochs}", f"eval_every={max(1, epochs // args.evals)}",
@@ -144,7 +151,10 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
     else:
         job("train-policy", *train)  # new, or resumed (train-policy checks what may change)
     s = json.loads((run / "summary.json").read_text())
-    return {"seed": seed, "success": s["final_success"], "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]}
+    row = {"seed": seed, "success": s["final_success"], "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]}
+    if "restarts" in s:  # which run was kept, and what each scored on the selection seeds
+        row.update(kept=s["restart"], select=[r["select_success"] for r in s["restarts"]])
+    return row
 
 
 if __name__ == "__main__":

@@ -161,3 +161,35 @@ def test_object_state_target_on_scene_frames(lift_demos, planner_dir, tmp_path):
                 "aux_scenes=3", "epochs=1", f"out={tmp_path / 'x'}", *FAST)
     assert r.returncode == 2 and "aux_scenes=3: scene frames train the object-state target only" in r.stderr
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
+    from embodied.jobs.train_policy import choose_restart
+
+    args = ["train-policy", f"demos={lift_demos}", "n_demos=1", "policy.type=cnn", "epochs=1", "restarts=2",
+            "select_episodes=1", "select_seed=400000", "final_episodes=1", f"out={tmp_path}", *FAST]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(l) for l in open(tmp_path / "selection.jsonl")]
+    assert [(x["restart"], x["seed"], x["select_episodes"]) for x in rows] == [(0, 0, 1), (1, 1, 1)]
+    for i in (0, 1):  # each run is a whole train-policy run with its own seed
+        assert json.loads((tmp_path / f"restart{i}" / "best" / "config.json").read_text())["train_info"]["seed"] == i
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["final_episodes"] == 1 and len(s["restarts"]) == 2
+    # 15-step rollouts never succeed: a tie everywhere keeps the first run, whose checkpoint is copied whole
+    assert s["restart"] == 0 and s["best"] == str(tmp_path / "best")
+    a, b = (load_file(d / "model.safetensors") for d in (tmp_path / "best", tmp_path / "restart0" / "best"))
+    c = load_file(tmp_path / "restart1" / "best" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
+    # a rerun trains and judges nothing again
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(open(tmp_path / "selection.jsonl").readlines()) == 2
+    assert [json.loads(l)["epoch"] for l in open(tmp_path / "restart1" / "history.jsonl")] == [1]
+    # the choice itself: selection success first, then the run's own evaluation, then the earlier run
+    row = lambda i, sel, ev: {"restart": i, "select_success": sel, "best_eval_success": ev}
+    assert choose_restart([row(0, 0.5, 1.0), row(1, 0.7, 0.0)])["restart"] == 1
+    assert choose_restart([row(0, 0.5, 0.2), row(1, 0.5, 0.6), row(2, 0.5, 0.6)])["restart"] == 1
+    r = run_cli(*[a.replace("restarts=2", "restarts=0").replace(f"out={tmp_path}", f"out={tmp_path / 'x'}") for a in args])
+    assert r.returncode == 2 and "restarts=0, select_episodes=1: expected whole numbers of at least 1" in r.stderr
+    assert not (tmp_path / "x").exists()

@@ -5,6 +5,9 @@ does, not the one with the lowest validation loss. Resumable from out/last; a cu
 
 With frozen perception (egpt, global) the ViT and E-former features of `aug_views` randomly shifted
 copies of every frame are computed once, and only the head trains on them.
+
+`restarts=K` trains the recipe K times (seeds seed..seed+K-1, out/restart<r>), rolls each run's chosen
+checkpoint out on `select_episodes` held-out seeds and keeps the best run's as out/best.
 """
 from __future__ import annotations
 
@@ -69,13 +72,12 @@ def chunk_targets(actions: torch.Tensor, demo: np.ndarray, k: int) -> torch.Tens
 
 # What may change when a run is continued: how long it trains and how its checkpoints are evaluated.
 RESUMABLE = ("epochs", "eval_every", "eval_episodes", "eval_seed", "eval_workers", "eval_horizon", "ties",
-             "final_episodes", "final_seed", "out", "resume")
+             "final_episodes", "final_seed", "out", "resume", "restarts", "select_episodes", "select_seed")
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import check_continuation, save_config
     from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import wilson
     from embodied.policies import load_policy, make_policy
     from embodied.policies.base import random_shift
 
@@ -84,6 +86,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if cfg.ties not in ("earlier", "later"):
         raise EmbodiedError(f"ties={cfg.ties!r}: expected earlier or later")
     out = Path(cfg.out) if cfg.out else default_dir
+    if cfg.get("restarts") is not None and int(cfg.restarts) != 1:
+        return _best_of_restarts(cfg, out)
     torch.manual_seed(int(cfg.seed))
     data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera)
     env_cfg["cameras"] = [data["camera"]]  # rollouts render only what the policy sees
@@ -204,15 +208,75 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     summary = {"policy": policy.cfg.type, "demos": str(cfg.demos), "n_demos": cfg.n_demos, "camera": data["camera"],
                "samples": n, "epochs": int(cfg.epochs), "best_eval_success": state["best"], "best": str(best_dir),
                "eval_episodes": len(eval_seeds)}
-    if int(cfg.final_episodes) > 0:  # the selected checkpoint on fresh seeds
-        final = load_policy(best_dir)
-        seeds = range(int(cfg.final_seed), int(cfg.final_seed) + int(cfg.final_episodes))
-        res = run_episodes(env_cfg, final.actor, seeds, workers=int(cfg.eval_workers), total=len(seeds), desc="final eval")
-        k = sum(r["success"] for r in res)
-        summary.update(final_success=k / len(res), final_episodes=len(res), final_wilson95=list(wilson(k, len(res))))
+    summary.update(_rollout_success(best_dir, cfg, "final", env_cfg))  # the selected checkpoint on fresh seeds
     write_json(out / "summary.json", summary)
     print(json.dumps(summary))
     return summary
+
+
+def _rollout_success(path: Path, cfg: DictConfig, kind: str, env_cfg: dict | None = None) -> dict:
+    """The policy in `path` on the `<kind>_episodes` seeds from `<kind>_seed` (in `env_cfg`, else the env it
+    was trained for): success rate, episodes and 95% Wilson interval; nothing when there are no such episodes."""
+    from embodied.envs.rollout import run_episodes
+    from embodied.jobs.rollout import wilson
+    from embodied.policies import load_policy
+
+    n = int(cfg[f"{kind}_episodes"])
+    if n <= 0:
+        return {}
+    policy = load_policy(path)
+    seeds = range(int(cfg[f"{kind}_seed"]), int(cfg[f"{kind}_seed"]) + n)
+    res = run_episodes(env_cfg or policy.cfg.env, policy.actor, seeds, workers=int(cfg.eval_workers), total=n, desc=f"{kind} eval")
+    k = sum(r["success"] for r in res)
+    return {f"{kind}_success": k / n, f"{kind}_episodes": n, f"{kind}_wilson95": list(wilson(k, n))}
+
+
+def _best_of_restarts(cfg: DictConfig, out: Path) -> dict:
+    """K runs of one recipe, seeds seed..seed+K-1, each choosing its checkpoint as usual; the one whose
+    checkpoint does best on `select_episodes` held-out seeds becomes out/best. Ten-demo policies differ
+    far more between training seeds than between the checkpoints of one run (46 points on Meta-World
+    bin-picking from the corner camera), and a run's own 5-episode evaluations do not tell its runs apart.
+    The selection seeds are disjoint from the evaluation and final seeds, so the final figure is not chosen on."""
+    import shutil
+
+    from embodied.cli import check_continuation, save_config
+    from embodied.io import atomic_dir
+
+    k, n_sel = int(cfg.restarts), int(cfg.select_episodes)
+    if k < 1 or n_sel < 1:
+        raise EmbodiedError(f"restarts={k}, select_episodes={n_sel}: expected whole numbers of at least 1")
+    if (out / "config.yaml").exists():
+        check_continuation(cfg, out, RESUMABLE)
+    done = {(r["restart"], r["epochs"], r["select_seed"], r["select_episodes"]): r
+            for r in read_jsonl(out / "selection.jsonl", repair=True)} if (out / "selection.jsonl").exists() else {}
+    rows = []
+    for r in range(k):
+        sub = cfg.copy()
+        sub.restarts, sub.seed, sub.out, sub.final_episodes = 1, int(cfg.seed) + r, str(out / f"restart{r}"), 0
+        s = run(sub, out)
+        if r == 0:  # after the first run has checked the settings: a refused job writes nothing here
+            save_config(cfg, out)
+        key = (r, s["epochs"], int(cfg.select_seed), n_sel)
+        if key not in done:
+            done[key] = {"restart": r, "seed": int(sub.seed), "epochs": s["epochs"], "select_seed": int(cfg.select_seed),
+                         "select_episodes": n_sel, "best_eval_success": s["best_eval_success"],
+                         **_rollout_success(Path(s["best"]), cfg, "select")}
+            append_jsonl(out / "selection.jsonl", done[key])
+        rows.append(done[key])
+    win = choose_restart(rows)
+    with atomic_dir(out / "best") as tmp:
+        shutil.copytree(out / f"restart{win['restart']}" / "best", tmp, dirs_exist_ok=True)
+    summary = {**json.loads((out / f"restart{win['restart']}" / "summary.json").read_text()),
+               "best": str(out / "best"), "restart": win["restart"], "seed": win["seed"], "restarts": rows}
+    summary.update(_rollout_success(out / "best", cfg, "final"))
+    write_json(out / "summary.json", summary)
+    print(json.dumps(summary))
+    return summary
+
+
+def choose_restart(rows: list[dict]) -> dict:
+    """The run with the best selection success; on a tie the better in-training evaluation, then the first."""
+    return max(rows, key=lambda r: (r["select_success"], r["best_eval_success"], -r["restart"]))
 
 
 @torch.no_grad()
