@@ -1,7 +1,12 @@
 """Replanning study: the drop perturbation (the gripper opens shortly after the lift starts) on the same
 seeds, with re-planning against without, plus the unperturbed reference, for robosuite Stack and Lift.
 
-    python bench/replanning.py --planner runs/plan/checkpoint [--policy expert|DIR] [--episodes 20]
+    python bench/replanning.py --planner runs/plan/checkpoint [--policy expert|Task=DIR] [--episodes 20]
+    python bench/replanning.py --planner tiny/planner --tasks metaworld/hammer --policy metaworld/hammer=DIR \
+        --drop-at hit --drop-delay 5
+
+A Meta-World task (metaworld/<task>) runs from its gripper camera (the camera the tiny planner knows),
+horizon 400.
 
 recovered = (success with replanning - success without) / (success unperturbed - success without):
 the share of the failures the perturbation causes that re-planning wins back (target >= 0.5).
@@ -23,6 +28,9 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-repair", action="store_true", help="take re-plans as the planner writes them (agent.repair_replans=false)")
+    ap.add_argument("--drop-at", default="lift", help="the sub-goal (its first word) whose start the drop follows")
+    ap.add_argument("--drop-delay", type=int, default=3, help="steps into that sub-goal")
     args = ap.parse_args()
     from embodied.envs.rollout import run_episodes
     from embodied.jobs.rollout import make_agent_factory, wilson
@@ -30,16 +38,20 @@ def main() -> None:
     policies = dict(p.split("=", 1) for p in args.policy.split(",")) if args.policy != "expert" else {}
     rows = []
     for task in args.tasks:
-        env = {"backend": "robosuite", "task": task, "cameras": ["agentview", "robot0_eye_in_hand"], "horizon": 300,
-               "variety": task == "Stack"}
-        drop = {"kind": "drop", "at_subgoal": "lift", "delay": 3}
+        if task.startswith("metaworld/"):
+            env = {"backend": "metaworld", "task": task.split("/", 1)[1], "cameras": ["gripperPOV"], "horizon": 400}
+        else:
+            env = {"backend": "robosuite", "task": task, "cameras": ["agentview", "robot0_eye_in_hand"], "horizon": 300,
+                   "variety": task == "Stack"}
+        drop = {"kind": "drop", "at_subgoal": args.drop_at, "delay": args.drop_delay}
         row = {"task": task, "planner": "egpt" if args.planner else "oracle", "policy": policies.get(task, "expert")}
         for name, perturb, replan in (("unperturbed", None, True), ("drop_no_replan", drop, False), ("drop_replan", drop, True)):
             cfg = OmegaConf.create({
                 "policy": {"type": "learned" if task in policies else "expert", "path": policies.get(task), "noise": 0.0},
                 "planner": {"type": "egpt" if args.planner else "oracle", "path": args.planner},
                 "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 6, "subgoal_budget": 80,
-                          "max_replans": 2, "replan": replan}})
+                          "max_replans": 2, "replan": replan,
+                          "repair_replans": not args.no_repair}})
             env_cfg = {**env, **({"perturbation": perturb} if perturb else {})}
             make, _ = make_agent_factory(cfg, env_cfg, policies.get(task))
             t0 = time.perf_counter()
