@@ -28,7 +28,6 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=7000)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--no-repair", action="store_true", help="take re-plans as the planner writes them (agent.repair_replans=false)")
     ap.add_argument("--drop-at", default="lift", help="the sub-goal (its first word) whose start the drop follows")
     ap.add_argument("--drop-delay", type=int, default=3, help="steps into that sub-goal")
     args = ap.parse_args()
@@ -50,8 +49,7 @@ def main() -> None:
                 "policy": {"type": "learned" if task in policies else "expert", "path": policies.get(task), "noise": 0.0},
                 "planner": {"type": "egpt" if args.planner else "oracle", "path": args.planner},
                 "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 6, "subgoal_budget": 80,
-                          "max_replans": 2, "replan": replan,
-                          "repair_replans": not args.no_repair}})
+                          "max_replans": 2, "replan": replan}})
             env_cfg = {**env, **({"perturbation": perturb} if perturb else {})}
             make, _ = make_agent_factory(cfg, env_cfg, policies.get(task))
             t0 = time.perf_counter()

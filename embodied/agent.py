@@ -60,8 +60,6 @@ class AgentConfig:
     subgoal_budget: int = 80  # steps before a sub-goal counts as failed (the last one: steps since it was judged done)
     max_replans: int = 2
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
-    # A re-plan that leaves out the step just seen undone resumes the old plan at its first undone step.
-    repair_replans: bool = True
     # Checks run beside the next env step and their decision applies one step later; false: in line.
     background_checks: bool = True
 
@@ -150,7 +148,7 @@ class EmbodiedAgent:
     def _decide(self, asked: list[str], done: list[bool], instruction: str, info: dict | None) -> None:
         if self.k > 0 and not done[1]:
             return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
-                                                 f"'{asked[1]}' is no longer done.", undone=asked[1])
+                                                 f"'{asked[1]}' is no longer done.")
         if done[0] and not self.finished:
             self._event("done", subgoal=self.subgoal)
             self.k += 1
@@ -167,33 +165,15 @@ class EmbodiedAgent:
             self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
                                           f"not done after {self.steps_in_subgoal} steps.")
 
-    def _fail(self, instruction: str, info: dict | None, experience: str, undone: str | None = None) -> None:
+    def _fail(self, instruction: str, info: dict | None, experience: str) -> None:
         self._event("failure", subgoal=self.subgoal, reason=experience)
         if not self.cfg.replan or self.replans >= self.cfg.max_replans:
             self.steps_in_subgoal = 0  # no (more) re-planning: keep going on the current plan
             return
         self.replans += 1
-        plan = self.planner.replan(self.clip(), instruction, experience, info)
-        if undone is not None and self.cfg.repair_replans:
-            plan = self._repair(plan, undone, info)
-        self._new_plan(plan, "replan", experience)
+        self._new_plan(self.planner.replan(self.clip(), instruction, experience, info), "replan", experience)
         if hasattr(self.policy, "reset"):  # a fresh start on the new plan (a scripted expert restarts its script)
             self.policy.reset()
-
-    def _repair(self, plan: Plan, undone: str, info: dict | None) -> Plan:
-        """A re-plan must redo the step the video has just shown undone. A planner that never saw a drop in
-        training can read the clip as if the object were still held and plan only what follows (the tiny
-        planner after a dropped hammer: 'hit the nail with the hammer' alone). Then the old plan resumes at
-        its first step that the detector, asked about each step up to the undone one, now judges undone."""
-        if any(s.text == undone for s in plan.subgoals):
-            return plan
-        steps = [s.text for s in self.plan.subgoals]
-        j = steps.index(undone)
-        done = self.planner.are_done(self.clip(), steps[: j + 1], info)
-        start = next((i for i, d in enumerate(done) if not d), j)
-        self._event("repair", plan=[s.text for s in plan.subgoals],
-                    reason=f"the new plan leaves out '{undone}'; resuming the previous plan at step {start + 1}")
-        return Plan.from_subgoals(self.plan.task, steps[start:])
 
     # -- what the runner records ----------------------------------------------------------------------
     def episode_summary(self) -> dict:

@@ -115,32 +115,3 @@ def test_the_last_step_is_reported_done_once_and_its_budget_still_counts():
     agent._decide([agent.subgoal], [False, True], "", None)  # judged undone: it may be reported again
     agent._decide([agent.subgoal], [True, True], "", None)
     assert [e["subgoal"] for e in agent.log if e["event"] == "done"][-2:] == ["lift the red cube"] * 2
-
-
-class LateReplanner(OraclePlanner):
-    """Re-plans only the last step, as the tiny planner does after a drop it never saw in training."""
-
-    def replan(self, video, instruction, experience, info=None):
-        return Plan.from_subgoals(instruction, list(info["subgoals"])[-1:])
-
-
-@pytest.mark.parametrize("repair", [True, False])
-def test_a_replan_that_skips_the_undone_step_is_repaired(repair):
-    env = stack_env()
-    agent = EmbodiedAgent(LateReplanner(), make_expert("robosuite", "Stack"),
-                          AgentConfig(camera="robot0_eye_in_hand", repair_replans=repair, max_replans=1))
-    info = run_episode(env, agent, seed=3)
-    failure = next(e for e in agent.log if e["event"] == "failure")
-    undone = failure["reason"].split("'")[-2]  # "... failed: '<step>' is no longer done."
-    replan = next(e for e in agent.log if e["event"] == "replan")
-    subgoals = info["subgoals"]
-    if repair:
-        # resumed where the simulator agrees the task stands: the cube is on the table again, so from reach
-        # or grasp, and never past the step that was undone
-        fix = next(e for e in agent.log if e["event"] == "repair")
-        assert fix["plan"] == subgoals[-1:] and undone in fix["reason"]
-        assert undone in replan["plan"] and replan["plan"] == subgoals[subgoals.index(replan["plan"][0]):]
-        assert subgoals.index(replan["plan"][0]) <= 1
-    else:
-        assert replan["plan"] == subgoals[-1:] and not any(e["event"] == "repair" for e in agent.log)
-    env.close()
