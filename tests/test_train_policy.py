@@ -186,8 +186,14 @@ def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(open(tmp_path / "selection.jsonl").readlines()) == 2
     assert [json.loads(l)["epoch"] for l in open(tmp_path / "restart1" / "history.jsonl")] == [1]
+    # resume=false trains the runs afresh, so they are judged again
+    r = run_cli(*args, "resume=false")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(open(tmp_path / "selection.jsonl").readlines()) == 4
     # the choice itself: selection success first, then the run's own evaluation, then the earlier run
-    row = lambda i, sel, ev: {"restart": i, "select_success": sel, "best_eval_success": ev}
+    def row(i, sel, ev):
+        return {"restart": i, "select_success": sel, "best_eval_success": ev}
+
     assert choose_restart([row(0, 0.5, 1.0), row(1, 0.7, 0.0)])["restart"] == 1
     assert choose_restart([row(0, 0.5, 0.2), row(1, 0.5, 0.6), row(2, 0.5, 0.6)])["restart"] == 1
     r = run_cli(*[a.replace("restarts=2", "restarts=0").replace(f"out={tmp_path}", f"out={tmp_path / 'x'}") for a in args])

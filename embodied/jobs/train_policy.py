@@ -247,8 +247,11 @@ def _best_of_restarts(cfg: DictConfig, out: Path) -> dict:
         raise EmbodiedError(f"restarts={k}, select_episodes={n_sel}: expected whole numbers of at least 1")
     if (out / "config.yaml").exists():
         check_continuation(cfg, out, RESUMABLE)
+    # Judged runs are not judged again; resume=false trains them afresh, so their old verdicts do not count
+    # (a later line of the file overrides an earlier one for the same run).
+    resume = bool(cfg.resume) and (out / "selection.jsonl").exists()
     done = {(r["restart"], r["epochs"], r["select_seed"], r["select_episodes"]): r
-            for r in read_jsonl(out / "selection.jsonl", repair=True)} if (out / "selection.jsonl").exists() else {}
+            for r in read_jsonl(out / "selection.jsonl", repair=True)} if resume else {}
     rows = []
     for r in range(k):
         sub = cfg.copy()
