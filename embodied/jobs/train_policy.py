@@ -115,10 +115,13 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if resume:
         check_continuation(cfg, out, RESUMABLE)
     save_config(cfg, out)
+    s = torch.load(last / STATE, weights_only=True) if resume else None
+    # A finished run (reruns, and every run of restarts=K) only writes its summary: no scenes, no features.
+    training = s is None or int(s["epoch"]) < int(cfg.epochs)
     policy = load_policy(last) if resume else make_policy(pcfg)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
     scenes = None
-    if n_scenes:
+    if n_scenes and training:
         from embodied.datasets.scenes import scene_frames
 
         scenes = scene_frames(env_cfg, data["camera"], n_scenes, int(cfg.aux_scene_seed))
@@ -131,7 +134,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     opt = torch.optim.Adam(params, lr=float(policy.cfg.lr))
     state = {"epoch": 0, "best": -1.0, "history": []}
     if resume:
-        s = torch.load(last / STATE, weights_only=True)
         opt.load_state_dict(s["optimizer"])
         torch.set_rng_state(s["rng"])
         state = {"epoch": int(s["epoch"]), "best": float(s["best"])}
@@ -144,7 +146,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     n = len(targets)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     feats = None
-    if policy.frozen_perception:  # features of `aug_views` shifted copies, once
+    if policy.frozen_perception and training:  # features of `aug_views` shifted copies, once
         feats = _cache_features(policy, data, int(cfg.aug_views), gen, int(cfg.batch_size))
     if scenes is not None:
         scene_feats = _cache_features(policy, scenes, int(cfg.aug_views), gen, int(cfg.batch_size))
