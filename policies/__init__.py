@@ -1,7 +1,8 @@
 """Policies: the shared interface is `act(obs, subgoal) -> action` and `reset()`.
 
 Learned policies (one folder each, config beside model): `egpt` (EmbodiedGPT: Embodied-former features
-conditioned on the sub-goal), `global` (the same head without sub-goal conditioning), `cnn` (BC from pixels).
+conditioned on the sub-goal), `global` (the same head without sub-goal conditioning), `cnn` (BC from pixels),
+`state` (BC from the simulator's low-dim state, conditioned on the sub-goal's skill).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from embodied.policies.scripted import ScriptedExpert, make_expert
 def policy_classes() -> dict:
     from embodied.policies.cnn_bc import CNNPolicy
     from embodied.policies.egpt import EGPTPolicy
+    from embodied.policies.state_bc import StatePolicy
 
-    return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy}
+    return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy, "state": StatePolicy}
 
 
 def make_policy(cfg: dict, root: Path | None = None) -> Policy:
-    """A new policy from its config dict (type: egpt | global | cnn)."""
+    """A new policy from its config dict (type: egpt | global | cnn | state)."""
     classes = policy_classes()
     kind = cfg.get("type")
     if kind not in classes:

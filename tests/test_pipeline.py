@@ -6,7 +6,9 @@ from conftest import run_cli
 
 
 def test_pipeline_runs_every_step_and_resumes(tmp_path):
-    args = ["pipeline", f"out={tmp_path}", "tasks=[robosuite/lift]", "policy_tasks=[robosuite/lift]", "n_demos=2",
+    args = ["pipeline", f"out={tmp_path}", "tasks=[robosuite/lift]", "policy_tasks=[robosuite/lift,robosuite/stack]",
+            "state_policy_tasks=[robosuite/stack]", "state_policy.n_demos=2", "state_policy.epochs=1",
+            "state_policy.eval_every=1", "state_policy.workers=1", "n_demos=2",
             "n_heldout=1", "steps.lm=3", "steps.align=2", "steps.plan=2", "policy_epochs=1", "policy_eval_every=1",
             "eval_episodes=1", "eval_horizon=10", "policy_aug_views=1"]
     r = run_cli(*args)
@@ -14,7 +16,9 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
     p = json.loads((tmp_path / "pipeline.json").read_text())
     names = [s["step"] for s in p["steps"]]
     assert names[:2] == ["collect lift.hdf5", "collect lift_heldout.hdf5"] and "train-planner plan" in names
-    assert {"eval_plan_egpt", "eval_plan_blind", "loop_lift"} <= set(p["results"])
+    assert {"eval_plan_egpt", "eval_plan_blind", "loop_lift", "loop_stack"} <= set(p["results"])
+    assert {"collect stack_state.hdf5", "train-policy stack (state)"} <= set(names)  # its own camera-less demos
+    assert json.loads((tmp_path / "policies" / "stack" / "best" / "config.json").read_text())["type"] == "state"
     assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (tmp_path / "plan" / "checkpoint" / "vision").is_dir()
     assert "perturbation: null" in (tmp_path / "eval_loop" / "lift" / "config.yaml").read_text()  # the unperturbed loop
     r = run_cli(*args)  # everything is there: every step is skipped

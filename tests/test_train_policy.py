@@ -199,3 +199,39 @@ def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
     r = run_cli(*[a.replace("restarts=2", "restarts=0").replace(f"out={tmp_path}", f"out={tmp_path / 'x'}") for a in args])
     assert r.returncode == 2 and "restarts=0, select_episodes=1: expected whole numbers of at least 1" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_state_policy_from_state_only_demos(tmp_path):
+    """policy.type=state: demos collected with no camera (reactive Stack expert), a policy on the low-dim state
+    steered by the sub-goal's skill, run in the agent loop beside a wrist camera it does not read."""
+    import numpy as np
+
+    from embodied.envs import make_env
+    from embodied.policies import load_policy
+
+    demos = tmp_path / "stack_state.hdf5"
+    r = run_cli("collect", "env=robosuite/stack", "n=2", "expert=reactive", "noise=0.1", "env.cameras=[]",
+                "video=false", f"out={demos}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "state"
+    r = run_cli("train-policy", f"demos={demos}", "n_demos=2", "policy.type=state", "epochs=2", f"out={run}", *FAST)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((run / "best" / "config.json").read_text())
+    assert cfg["type"] == "state" and cfg["camera"] == "" and cfg["env"]["cameras"] == []
+    assert cfg["object_dim"] == 14 and cfg["pose_blocks"] == 2  # two cubes, (position, quaternion) each
+    assert cfg["skills"] == ["grasp", "lift", "place", "reach", "release"]
+    policy = load_policy(run / "best")
+    env = make_env({"backend": "robosuite", "task": "Stack", "cameras": []})
+    obs, _ = env.reset(seed=5)
+    env.close()
+    acts = {s: policy.actor().act(obs, f"{s} the red cube") for s in ("reach", "lift", "juggle")}
+    assert all(a.shape == (7,) and np.all(np.abs(a) <= 1) for a in acts.values())
+    assert not np.allclose(acts["reach"], acts["lift"])  # the skill is an input
+    with pytest.raises(Exception, match=r"proprio \(9,\) and object \(14,\)"):
+        policy.actor().act({"proprio": obs["proprio"], "object": obs["object"][:7]}, "reach the red cube")
+    # the loop: the planner's camera is in the env, the policy reads none
+    r = run_cli("rollout", "env=robosuite/stack", "planner=oracle", "policy.type=learned", f"policy.path={run / 'best'}",
+                "n=1", "env.horizon=12", "env.height=64", "env.width=64", "video=false", f"out={tmp_path / 'loop'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "loop" / "summary.json").read_text())["policy_type"] == "state"
+

@@ -37,15 +37,27 @@ def _step(log: list, title: str, done: bool, fn) -> None:
     log.append({"step": title, "seconds": round(time.perf_counter() - t0, 1)})
 
 
+def _state_policy_steps(cfg: DictConfig, env: str, demos: Path, run_dir: Path) -> tuple[list, list]:
+    """A low-dim policy's own demos, without cameras (cheap, so many), and its train-policy overrides."""
+    s = cfg.state_policy
+    collect = [f"env={env}", f"n={s.n_demos}", f"out={demos}", f"seed={cfg.seed}", "video=false",
+               f"noise={cfg.demo_noise}", f"expert={s.expert}", "env.cameras=[]", f"workers={s.workers}"]
+    train = [f"demos={demos}", f"n_demos={s.n_demos}", "policy.type=state", f"epochs={s.epochs}",
+             f"eval_every={s.eval_every}", "eval_episodes=5", f"out={run_dir}", f"seed={cfg.seed}",
+             f"policy.chunk={s.chunk}", f"batch_size={s.batch_size}", f"eval_horizon={cfg.eval_horizon}"]
+    return collect, train
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import save_config
     from embodied.io import write_json
 
     out = Path(cfg.out) if cfg.out else default_dir
-    save_config(cfg, out)
     tasks = OmegaConf.to_container(cfg.tasks, resolve=True)
     if not tasks:
         raise EmbodiedError("tasks is empty: give env configs such as [robosuite/lift, metaworld/assembly]")
+    low_dim = set(cfg.get("state_policy_tasks") or [])  # those of policy_tasks whose policy reads the sim's state
+    save_config(cfg, out)
     log: list[dict] = []
     demos, heldout = {}, {}
     for env in tasks:
@@ -71,6 +83,13 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     for env in cfg.policy_tasks:
         name = env.split("/")[-1]
         run_dir = out / "policies" / name
+        if env in low_dim:
+            state_demos = out / "demos" / f"{name}_state.hdf5"
+            collect, train = _state_policy_steps(cfg, env, state_demos, run_dir)
+            _step(log, f"collect {state_demos.name}", state_demos.exists(), lambda collect=collect: _job("collect", collect))
+            _step(log, f"train-policy {name} (state)", (run_dir / "summary.json").exists(),
+                  lambda train=train: _job("train-policy", train))
+            continue
         _step(log, f"train-policy {name}", (run_dir / "summary.json").exists(),
               lambda env=env, run_dir=run_dir: _job("train-policy", [
                   f"demos={demos[env]}", f"n_demos={cfg.n_demos}", "policy.type=egpt", f"policy.planner={planner}",

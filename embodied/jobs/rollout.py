@@ -43,7 +43,7 @@ def _check_fits(policy, env_cfg: dict) -> None:
     env = make_env(env_cfg)
     try:
         policy.check_env(int(env.action_space.shape[0]), int(env.observation_space["proprio"].shape[0]))
-        if policy.cfg.camera not in (env_cfg.get("cameras") or []):
+        if policy.cfg.camera and policy.cfg.camera not in (env_cfg.get("cameras") or []):  # "": low-dim, no camera
             raise EmbodiedError(f"policy reads camera '{policy.cfg.camera}'; env.cameras is {env_cfg.get('cameras')}")
     finally:
         env.close()

@@ -28,7 +28,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
             target = tmp / "policies" / pol.parent.name
             shutil.copytree(pol, target)
             c = json.loads((target / "config.json").read_text())
-            c["planner"] = "../../planner"  # relative to the policy directory: the shipped planner
+            if "planner" in c:  # relative to the policy directory: the shipped planner (low-dim policies have none)
+                c["planner"] = "../../planner"
             (target / "config.json").write_text(json.dumps(c, indent=2) + "\n")
             # loads against the planner copied above: a planner trained further after the policy refuses here
             load_policy(target)

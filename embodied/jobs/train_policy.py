@@ -26,8 +26,9 @@ from embodied.io import append_jsonl, read_jsonl, write_json, write_jsonl
 STATE = "trainer_state.pt"
 
 
-def load_demos(path: Path, n_demos: int | None, camera: str | None) -> tuple[dict, dict]:
-    """Arrays of the first n demos (the `<n>_demos` subset when the file has it) and the env config."""
+def load_demos(path: Path, n_demos: int | None, camera: str | None, pixels: bool = True) -> tuple[dict, dict]:
+    """Arrays of the first n demos (the `<n>_demos` subset when the file has it) and the env config; without
+    `pixels` (a low-dim policy) no frames are read and the demos need no camera."""
     from embodied.datasets.demos import DemoDataset, demo_names, open_demo_file
 
     with open_demo_file(path) as f:
@@ -38,16 +39,18 @@ def load_demos(path: Path, n_demos: int | None, camera: str | None) -> tuple[dic
         raise EmbodiedError(f"{path}: no 'embodied_env' attr; train-policy needs demos from `embodied collect`")
     cams = env_cfg.get("cameras") or []
     camera = camera or (cams[-1] if cams else None)
-    if camera not in cams:
+    if pixels and camera not in cams:
         raise EmbodiedError(f"policy.camera={camera!r}: the demos have cameras {cams}")
     if n_demos and n_demos > len(names):
         raise EmbodiedError(f"n_demos={n_demos}: {path} holds only {len(names)} demos")
-    ds = DemoDataset(path, clip_len=1, cameras=[camera], subset=subset)
+    ds = DemoDataset(path, clip_len=1, cameras=[camera] if pixels else [], subset=subset)
     demos = ds.demos[:n_demos] if n_demos else ds.demos
-    data = {"camera": camera, "rgb": [], "proprio": [], "actions": [], "subgoal": [], "demo": [], "object": []}
+    data = {"camera": camera if pixels else "", "rgb": [], "proprio": [], "actions": [], "subgoal": [], "demo": [],
+            "object": []}
     for j, d in enumerate(demos):
         subgoals, idx = d["labels"] if d["labels"] is not None else ([""], np.zeros(len(d["actions"]), int))
-        data["rgb"].append(d["rgb"][camera])
+        if pixels:
+            data["rgb"].append(d["rgb"][camera])
         data["proprio"].append(d["proprio"])
         data["actions"].append(d["actions"])
         if d.get("object") is not None:
@@ -55,8 +58,8 @@ def load_demos(path: Path, n_demos: int | None, camera: str | None) -> tuple[dic
         data["subgoal"] += [subgoals[i] for i in idx]
         data["demo"] += [j] * len(d["actions"])
     for k in ("rgb", "proprio", "actions"):
-        data[k] = torch.from_numpy(np.concatenate(data[k]))
-    # Privileged object state (an auxiliary target only), when every demo has it.
+        data[k] = torch.from_numpy(np.concatenate(data[k])) if data[k] else None
+    # Privileged object state (an auxiliary target, or a low-dim policy's input), when every demo has it.
     data["object"] = torch.from_numpy(np.concatenate(data["object"])) if len(data["object"]) == len(demos) else None
     data["demo"] = np.array(data["demo"])
     return data, env_cfg
@@ -89,8 +92,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if cfg.get("restarts") is not None and int(cfg.restarts) != 1:
         return _best_of_restarts(cfg, out)
     torch.manual_seed(int(cfg.seed))
-    data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera)
-    env_cfg["cameras"] = [data["camera"]]  # rollouts render only what the policy sees
+    low_dim = cfg.policy.get("type") == "state"
+    data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera,
+                               pixels=not low_dim)
+    env_cfg["cameras"] = [data["camera"]] if data["camera"] else []  # rollouts render only what the policy sees
     if cfg.eval_horizon:
         env_cfg["horizon"] = int(cfg.eval_horizon)
     n_scenes = int(cfg.aux_scenes or 0)
@@ -105,6 +110,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         if data["object"] is None:
             raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
         pcfg["object_dim"] = int(data["object"].shape[1])
+    if low_dim:
+        pcfg.update(_state_inputs(data, env_cfg, str(cfg.demos)))
     if n_scenes and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
         raise EmbodiedError(f"aux_scenes={n_scenes}: scene frames train the object-state target only: "
                             "they need policy.aux_object=true and frozen perception (egpt or global)")
@@ -119,7 +126,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     # A finished run (reruns, and every run of restarts=K) only writes its summary: no scenes, no features.
     training = s is None or int(s["epoch"]) < int(cfg.epochs)
     policy = load_policy(last) if resume else make_policy(pcfg)
-    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # the auxiliary target, when on
+    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # aux target or low-dim input
     scenes = None
     if n_scenes and training:
         from embodied.datasets.scenes import scene_frames
@@ -178,7 +185,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                         g["pixels"] = random_shift(scenes["rgb"][j], policy.cfg.shift, gen)
                     loss = loss + policy.object_loss_from_features(g, scenes["proprio"][j], scenes["object"][j])
             else:
-                rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
+                rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen) if data["rgb"] is not None else None
                 loss = policy({"rgb": rgb, "proprio": data["proprio"][idx], "action": targets[idx],
                                "subgoal": [data["subgoal"][i] for i in idx.tolist()],
                                "object": obj[idx] if obj is not None else None})
@@ -214,6 +221,17 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     write_json(out / "summary.json", summary)
     print(json.dumps(summary))
     return summary
+
+
+def _state_inputs(data: dict, env_cfg: dict, demos: str) -> dict:
+    """What a low-dim policy reads, from its demos: the object state's size, its pose blocks (robosuite) and
+    the skills (first words) of the sub-goals."""
+    if data["object"] is None:
+        raise EmbodiedError(f"policy.type=state: {demos} has no obs/object in every demo")
+    dim = int(data["object"].shape[1])
+    blocks = dim // 7 if env_cfg.get("backend") == "robosuite" and dim % 7 == 0 else 0
+    skills = sorted({s.split()[0].lower() for s in data["subgoal"] if s.split()})
+    return {"object_dim": dim, "pose_blocks": blocks, "skills": skills}
 
 
 def _rollout_success(path: Path, cfg: DictConfig, kind: str, env_cfg: dict | None = None) -> dict:
