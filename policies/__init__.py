@@ -31,8 +31,7 @@ def make_policy(cfg: dict, root: Path | None = None) -> Policy:
     cls = classes[kind]
     import dataclasses
 
-    known = {f.name for f in dataclasses.fields(cls.config_class)}
-    d = {k: v for k, v in cfg.items() if k in known or v is not None}  # unset options of other policy types
+    d = {k: v for k, v in cfg.items() if v is not None}  # unset options: the type's defaults
     if kind == "global":
         d["use_subgoal"] = False
     return cls(config_from_dict(cls.config_class, d, "policy"), root=root)

@@ -44,7 +44,8 @@ def _state_policy_steps(cfg: DictConfig, env: str, demos: Path, run_dir: Path) -
                f"noise={cfg.demo_noise}", f"expert={s.expert}", "env.cameras=[]", f"workers={s.workers}"]
     train = [f"demos={demos}", f"n_demos={s.n_demos}", "policy.type=state", f"epochs={s.epochs}",
              f"eval_every={s.eval_every}", "eval_episodes=5", f"out={run_dir}", f"seed={cfg.seed}",
-             f"policy.chunk={s.chunk}", f"batch_size={s.batch_size}", f"eval_horizon={cfg.eval_horizon}"]
+             f"policy.chunk={s.chunk}", f"policy.use_subgoal={str(s.use_subgoal).lower()}", f"batch_size={s.batch_size}",
+             f"eval_horizon={cfg.eval_horizon}", "ties=later"]
     return collect, train
 
 
