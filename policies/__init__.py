@@ -29,8 +29,6 @@ def make_policy(cfg: dict, root: Path | None = None) -> Policy:
     if kind not in classes:
         raise EmbodiedError(f"policy.type={kind!r}: expected one of {sorted(classes)} (or expert)")
     cls = classes[kind]
-    import dataclasses
-
     d = {k: v for k, v in cfg.items() if v is not None}  # unset options: the type's defaults
     if kind == "global":
         d["use_subgoal"] = False

@@ -228,8 +228,10 @@ def _state_inputs(data: dict, env_cfg: dict, demos: str) -> dict:
     the skills (first words) of the sub-goals."""
     if data["object"] is None:
         raise EmbodiedError(f"policy.type=state: {demos} has no obs/object in every demo")
+    from embodied.policies.state_bc.policy import POSE
+
     dim = int(data["object"].shape[1])
-    blocks = dim // 7 if env_cfg.get("backend") == "robosuite" and dim % 7 == 0 else 0
+    blocks = dim // POSE if env_cfg.get("backend") == "robosuite" and dim % POSE == 0 else 0
     skills = sorted({s.split()[0].lower() for s in data["subgoal"] if s.split()})
     return {"object_dim": dim, "pose_blocks": blocks, "skills": skills}
 
