@@ -207,6 +207,7 @@ def test_state_policy_from_state_only_demos(tmp_path):
     import numpy as np
 
     from embodied.envs import make_env
+    from embodied.errors import EmbodiedError
     from embodied.policies import load_policy
 
     demos = tmp_path / "stack_state.hdf5"
@@ -227,7 +228,7 @@ def test_state_policy_from_state_only_demos(tmp_path):
     acts = {s: policy.actor().act(obs, f"{s} the red cube") for s in ("reach", "lift", "juggle")}
     assert all(a.shape == (7,) and np.all(np.abs(a) <= 1) for a in acts.values())
     assert not np.allclose(acts["reach"], acts["lift"])  # the skill is an input
-    with pytest.raises(Exception, match=r"proprio \(9,\) and object \(14,\)"):
+    with pytest.raises(EmbodiedError, match=r"proprio \(9,\) and object \(14,\)"):
         policy.actor().act({"proprio": obs["proprio"], "object": obs["object"][:7]}, "reach the red cube")
     # the loop: the planner's camera is in the env, the policy reads none
     r = run_cli("rollout", "env=robosuite/stack", "planner=oracle", "policy.type=learned", f"policy.path={run / 'best'}",

@@ -6,6 +6,9 @@ does, not the one with the lowest validation loss. Resumable from out/last; a cu
 With frozen perception (egpt, global) the ViT and E-former features of `aug_views` randomly shifted
 copies of every frame are computed once, and only the head trains on them.
 
+`policy.type=state` reads no frames: it trains on the demos' low-dim state (obs/proprio, obs/object), so its
+demos may come from `embodied collect ... env.cameras=[]`, and its rollouts render nothing.
+
 `restarts=K` trains the recipe K times (seeds seed..seed+K-1, out/restart<r>), rolls each run's chosen
 checkpoint out on `select_episodes` held-out seeds and keeps the best run's as out/best.
 """

@@ -2,7 +2,8 @@
 and the object poses the env reports (obs/object), plus each object's position from the hand, into an MLP.
 Conditioned on the sub-goal by its skill (the first word: reach, grasp, lift, place, ...), so the planner's
 re-plans steer it. No pixels: on a real robot obs/object needs a pose estimator; in simulation it is what
-a precise grasp from few demos needs (bench/state_bc.py: from the same demos pixel policies stop 2-3 cm off).
+a precise grasp needs (docs/BENCHMARKS.md: the Stack pixel policies stop 2-3 cm off the cube). Without the
+skill (`use_subgoal=false`) it ignores the planner's sub-goals, which is safer when the done detector is unsure.
 """
 from __future__ import annotations
 
