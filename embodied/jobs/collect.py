@@ -53,9 +53,13 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     tmp_videos = out.with_name(f".{out.stem}_videos.tmp{os.getpid()}")
     attempts = int(cfg.max_attempts or 2 * n + 10)
     kept: list[int] = []
+    # Workers finish episodes out of order; demos are written in seed order (the first n successes), so the
+    # file, and what is trained on it, does not depend on the number of workers.
+    pending: dict[int, tuple[dict, dict]] = {}
+    next_seed = int(cfg.seed)
     try:
         with DemoWriter(out, meta, env_cfg, next_obs=bool(cfg.next_obs)) as writer:
-            def keep(res: dict, traj: dict) -> None:
+            def write(res: dict, traj: dict) -> None:
                 if not res["success"] or len(kept) >= n:
                     return
                 video = ""
@@ -66,11 +70,26 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                 writer.add(traj, res["seed"], model_file=xml, video=video)
                 kept.append(res["seed"])
 
+            def drain(results: list[dict]) -> bool:
+                """Write the finished episodes that continue the seed order; True once n demos are kept."""
+                nonlocal next_seed
+                finished = {r["seed"] for r in results}
+                while next_seed in finished:
+                    res, traj = pending.pop(next_seed, (None, None))  # none: its worker crashed
+                    if res is not None:
+                        write(res, traj)
+                    next_seed += 1
+                return len(kept) >= n
+
+            def buffer(res: dict, traj: dict) -> None:
+                pending[res["seed"]] = (res, traj)
+
             results = run_episodes(
                 env_cfg, lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise),
                                           kind=str(cfg.expert)),
                 seeds=range(int(cfg.seed), int(cfg.seed) + attempts), workers=int(cfg.workers), record=True,
-                on_episode=keep, stop=lambda r: len(kept) >= n, total=None, desc=f"collect {env_cfg['task']}")
+                on_episode=buffer, stop=drain, total=None, desc=f"collect {env_cfg['task']}")
+            drain(results)
             if len(kept) < n:
                 raise EmbodiedError(f"collect: only {len(kept)} of {n} demos succeeded in {attempts} attempts "
                                     f"(raise max_attempts or lower noise)")
