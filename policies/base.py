@@ -57,8 +57,8 @@ class Policy(nn.Module):
         self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
 
     def set_normalization(self, proprio: torch.Tensor) -> None:
-        self.proprio_mean.copy_(proprio.mean(0))
-        self.proprio_std.copy_(proprio.std(0).clamp(min=1e-3))
+        self.proprio_mean.copy_(proprio.float().mean(0))  # a config's std_floor (state policy) overrides 1e-3
+        self.proprio_std.copy_(proprio.float().std(0).clamp(min=getattr(self.cfg, "std_floor", 1e-3)))
 
     def norm_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
         return (proprio.float() - self.proprio_mean) / self.proprio_std
@@ -154,6 +154,12 @@ class Policy(nn.Module):
         if missing:
             raise EmbodiedError(f"{file}: missing weights {sorted(missing)[:3]}")
         self.load_state_dict(state, strict=False)
+
+
+def action_head(width: int, cfg: PolicyConfig) -> nn.Sequential:
+    """The MLP every learned policy ends in: features -> a chunk of actions in [-1, 1]."""
+    return nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+                         nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
 
 
 class Actor:

@@ -56,6 +56,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     # Workers finish episodes out of order; demos are written in seed order (the first n successes), so the
     # file, and what is trained on it, does not depend on the number of workers.
     pending: dict[int, tuple[dict, dict]] = {}
+    finished: set[int] = set()
     next_seed = int(cfg.seed)
     try:
         with DemoWriter(out, meta, env_cfg, next_obs=bool(cfg.next_obs)) as writer:
@@ -73,7 +74,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
             def drain(results: list[dict]) -> bool:
                 """Write the finished episodes that continue the seed order; True once n demos are kept."""
                 nonlocal next_seed
-                finished = {r["seed"] for r in results}
+                finished.update(r["seed"] for r in results[len(finished):])  # called every step: only the new ones
                 while next_seed in finished:
                     res, traj = pending.pop(next_seed, (None, None))  # none: its worker crashed
                     if res is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
-from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, pixel_conv, resize
+from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, action_head, pixel_conv, resize
 
 
 @dataclasses.dataclass
@@ -26,9 +25,7 @@ class CNNPolicy(Policy):
         super().__init__(cfg)
         self.conv = pixel_conv(cfg.channels)
         self.keypoints = SpatialSoftmax(2 * cfg.channels, cfg.keypoints)
-        self.head = nn.Sequential(
-            nn.Linear(2 * cfg.keypoints + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden),
-            nn.ReLU(), nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
+        self.head = action_head(2 * cfg.keypoints + cfg.proprio_dim, cfg)
 
     def predict(self, rgb, proprio, subgoals):
         x = resize(rgb.to(self.device), self.cfg.image_size) - 0.5

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, pixel_conv, resize
+from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, action_head, pixel_conv, resize
 
 
 @dataclasses.dataclass
@@ -98,9 +98,7 @@ class EGPTPolicy(Policy):
             self.register_buffer("object_std", torch.ones(cfg.object_dim))
             self.object_head = nn.Sequential(
                 nn.Linear(feat + cfg.proprio_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.object_dim))
-        self.head = nn.Sequential(
-            nn.Linear(feat + cfg.proprio_dim + cfg.object_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
-            nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
+        self.head = action_head(feat + cfg.proprio_dim + cfg.object_dim, cfg)
 
     @property
     def frozen_perception(self) -> bool:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig
+from embodied.policies.base import Policy, PolicyConfig, action_head
 
 POSE = 7  # robosuite: obs/object is one (position, quaternion) block per object
 
@@ -26,7 +26,8 @@ class StatePolicyConfig(PolicyConfig):
     pose_blocks: int = 0  # obs/object as this many (position, quaternion) blocks: their positions from the hand are added
     skills: list = dataclasses.field(default_factory=list)  # sub-goal first words seen in the demos (one-hot)
     use_subgoal: bool = True
-    std_floor: float = 0.05  # an input that hardly varies in the demos must not become tens of stds in a rollout
+    # an input that hardly varies in the demos (the level hand's quaternion) must not become tens of stds in a rollout
+    std_floor: float = 0.05
 
 
 class StatePolicy(Policy):
@@ -44,13 +45,7 @@ class StatePolicy(Policy):
         self.register_buffer("object_std", torch.ones(cfg.object_dim))
         skills = len(cfg.skills) if cfg.use_subgoal else 0
         width = cfg.proprio_dim + cfg.object_dim + 3 * cfg.pose_blocks + skills
-        self.head = nn.Sequential(
-            nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
-            nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
-
-    def set_normalization(self, proprio: torch.Tensor) -> None:
-        self.proprio_mean.copy_(proprio.float().mean(0))  # the hand's quaternion hardly varies in level demos
-        self.proprio_std.copy_(proprio.float().std(0).clamp(min=self.cfg.std_floor))
+        self.head = action_head(width, cfg)
 
     def set_object_normalization(self, obj: torch.Tensor) -> None:
         self.object_mean.copy_(obj.float().mean(0))
