@@ -8,6 +8,7 @@ tasks so can the objects' names: the planner has to look.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +35,16 @@ def done_question(subgoal: str) -> str:
 NEXT_QUESTION = "The task is: {task}. Which step is the robot working on now?"
 
 
+def experience_regressed(step: int, current: str, undone: str) -> str:
+    """What the agent writes when an earlier step is judged undone (`step` counts from 1 in its plan)."""
+    return f"Step {step} '{current}' failed: '{undone}' is no longer done."
+
+
+def experience_budget(step: int, current: str, steps: int) -> str:
+    """What the agent writes when a step's budget is spent."""
+    return f"Step {step} '{current}' failed: not done after {steps} steps."
+
+
 def done_questions(subgoals: Sequence[str], index: int) -> list[dict]:
     """Yes/no labels from the simulator: the sub-goal in progress (and the one after it) is not done, the
     one before it (and the one before that) is; as many yes as no where the episode allows."""
@@ -50,6 +61,29 @@ def done_questions(subgoals: Sequence[str], index: int) -> list[dict]:
 def next_question(task: str, subgoals: Sequence[str], index: int) -> dict:
     """The step in progress, asked as the planning-QA benchmark asks it."""
     return {"question": NEXT_QUESTION.format(task=task), "answer": subgoals[index]}
+
+
+def transition_questions(subgoals: Sequence[str], indices: np.ndarray,
+                         offsets: Sequence[int] = (-5, -2, 1, 3, 6)) -> dict[int, list[dict]]:
+    """Yes/no questions at frames around every change of the simulator's sub-goal index, labelled by the index
+    at that frame: a few steps before a step completes it is not done yet (the hard negative); after it
+    completes it is done, and the next one not; after a regression (a drop) the steps undone are no longer
+    done. Whichever step the agent would be asking about then (in progress, just finished, just undone)."""
+    best = np.maximum.accumulate(indices)  # the furthest the episode had got by each step
+    changes = [t for t in range(1, len(indices)) if indices[t] != indices[t - 1]]
+    out: dict[int, list[dict]] = {}
+    for t in sorted({tau + dt for tau in changes for dt in offsets if 0 <= tau + dt < len(indices)}):
+        k = int(indices[t])
+        asked = set(range(k, int(best[t]))) | {j for j in (k - 1, k, k + 1) if 0 <= j < len(subgoals)}
+        out[t] = [{"question": done_question(subgoals[j]), "answer": "yes" if j < k else "no"} for j in sorted(asked)]
+    return out
+
+
+def replan_points(agent_log: Sequence[dict], n_steps: int, later: Sequence[int] = (0, 4, 8)) -> list[tuple[int, str]]:
+    """(step, experience) of each re-plan the loop made (and a few steps later, as a slower detector would):
+    the clip there and the experience it wrote, whose answer is the plan that remains in the simulator."""
+    return [(e["t"] + dt, e["reason"]) for e in agent_log if e["event"] == "replan" and e.get("reason")
+            for dt in later if e["t"] + dt < n_steps]
 
 
 def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
@@ -77,18 +111,33 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                 _, frames = labelled_frames(path, name, g, camera)
                 subgoals, indices = json.loads(g.attrs["subgoals"]), g["subgoal_index"][()]
                 instruction = str(g.attrs["instruction"])
-                for t in sample_points(indices, per_segment):
-                    steps = np.clip(t - frame_stride * np.arange(n_frames - 1, -1, -1), 0, None)
-                    clip_name = f"clips/{path.stem}_{name}_t{t:04d}.npy"
-                    with atomic_path(out_dir / clip_name) as tmp:
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, frames[np.unique(steps)][np.searchsorted(np.unique(steps), steps)])
+                log = json.loads(g.attrs.get("agent_log", "[]"))  # demos collected with loop=true
+                # (t, experience, questions): a plan and questions at the sample points; after each re-plan of
+                # the loop, the plan that remains given the experience it wrote; around every sub-goal
+                # transition (dense), questions only (experience None).
+                entries = [(t, "", done_questions(subgoals, int(indices[t])) + [next_question(instruction, subgoals, int(indices[t]))])
+                           for t in sample_points(indices, per_segment)]
+                if log:
+                    entries += [(t, experience, []) for t, experience in replan_points(log, len(indices))]
+                    entries += [(t, None, qa) for t, qa in sorted(transition_questions(subgoals, indices).items())]
+                clips: dict[int, str] = {}
+                for t, experience, qa in entries:
+                    if t not in clips:
+                        clips[t] = f"clips/{path.stem}_{name}_t{t:04d}.npy"
+                        steps = np.clip(t - frame_stride * np.arange(n_frames - 1, -1, -1), 0, None)
+                        with atomic_path(out_dir / clips[t]) as tmp:
+                            with open(tmp, "wb") as fh:
+                                np.save(fh, frames[np.unique(steps)][np.searchsorted(np.unique(steps), steps)])
                     k = int(indices[t])
-                    records.append({"id": f"{path.stem}/{name}/t{t}", "image": clip_name,
-                                    "instruction": instruction, "caption": describe(subgoals, k),
-                                    "planning": format_plan(instruction, subgoals[k:]), "score": 1.0,
-                                    "subgoal": subgoals[k], "subgoal_index": k,
-                                    "qa": done_questions(subgoals, k) + [next_question(instruction, subgoals, k)]})
+                    tag = "/qa" if experience is None else f"/replan{zlib.crc32(experience.encode())}" if experience else ""
+                    rec = {"id": f"{path.stem}/{name}/t{t}{tag}", "image": clips[t], "instruction": instruction,
+                           "caption": describe(subgoals, k), "planning": format_plan(instruction, subgoals[k:]),
+                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa}
+                    if experience is None:
+                        rec["qa_only"] = True
+                    elif experience:
+                        rec["experience"] = experience
+                    records.append(rec)
     if not records:
         raise EmbodiedError(f"no demos found in {[str(p) for p in demo_paths]}")
     out = out_dir / "egocot.jsonl"

@@ -113,7 +113,9 @@ class EgoCOTDataset(torch.utils.data.Dataset):
     """EgoCOT-format samples: {"video": uint8 (T, H, W, 3) tensor, "caption", "planning", "instruction", "score", "qa"}.
 
     "qa" (our generated corpus only) lists {"question", "answer"} pairs about the clip, such as the
-    success-detection questions the agent asks about its execution video.
+    success-detection questions the agent asks about its execution video; "experience" is the failure the
+    agent wrote before re-planning from this clip (its plan then answers the re-plan prompt); "qa_only"
+    marks clips that carry questions but no plan to learn.
 
     `min_score` drops low-quality samples (EgoCOT scores its machine-written plans with CLIP).
     """
@@ -141,7 +143,8 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                 self.samples.append({"image": r["image"], "root": base, "caption": str(r.get("caption", "")),
                                      "planning": str(r["planning"]), "instruction": str(r.get("instruction", "")),
                                      "score": score, "id": str(r.get("id", f"{p.stem}:{i}")),
-                                     "qa": list(r.get("qa", []))})
+                                     "qa": list(r.get("qa", [])), "experience": str(r.get("experience", "")),
+                                     "qa_only": bool(r.get("qa_only", False))})
 
     def __len__(self) -> int:
         return len(self.samples)

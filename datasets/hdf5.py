@@ -1,7 +1,8 @@
 """Demo files in robomimic's HDF5 layout, plus sub-goal labels.
 
 data (attrs: total, env_args JSON, embodied_env JSON)
-  demo_i (attrs: num_samples, instruction, subgoals JSON, seed, model_file, video)
+  demo_i (attrs: num_samples, instruction, subgoals JSON, seed, model_file, video; from the loop (collect
+          planner=oracle): agent_log JSON, perturbation JSON)
     actions (N, A) in [-1, 1], rewards (N,), dones (N,), states (N, S), subgoal_index (N,)
     obs/<camera>_image (N, H, W, 3) uint8 upright, obs/proprio, obs/object, obs/robot0_eef_pos, ...
     next_obs/... (same keys, shifted by one step; robomimic loads them by default)
@@ -46,8 +47,9 @@ class DemoWriter:
         self.names: list[str] = []
         self.total = 0
 
-    def add(self, traj: dict, seed: int, model_file: str = "", video: str = "") -> str:
-        """Add one recorded episode (obs/actions/rewards/infos lists from the rollout runner)."""
+    def add(self, traj: dict, seed: int, model_file: str = "", video: str = "", attrs: dict | None = None) -> str:
+        """Add one recorded episode (obs/actions/rewards/infos lists from the rollout runner); `attrs`: more
+        per-demo attributes, stored as JSON (the loop's log, the perturbation)."""
         name = f"demo_{len(self.names)}"
         g = self.data.create_group(name)
         n = len(traj["actions"])
@@ -68,6 +70,8 @@ class DemoWriter:
             g.attrs["model_file"] = model_file
         if video:
             g.attrs["video"] = video
+        for key, value in (attrs or {}).items():
+            g.attrs[key] = json.dumps(value, default=str)
         self._write_obs(g.create_group("obs"), traj["obs"][:n])
         if self.next_obs:
             self._write_obs(g.create_group("next_obs"), traj["obs"][1 : n + 1])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embodied.datasets.corpus import experience_budget, experience_regressed
 from embodied.planners import Plan, Planner
 
 # "Is it done?" checks run on one background thread while the simulator steps: MuJoCo and its software
@@ -73,7 +74,7 @@ class EmbodiedAgent:
 
     def reset(self) -> None:
         _settle()
-        self._asked: tuple[list[str], Future] | None = None  # a check on its way, from the previous step
+        self._asked: tuple[list[str], int, Future] | None = None  # a check on its way, from the previous step
         self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
         self.plan: Plan | None = None
         self.finished = False  # every step of the plan judged done (the last one stays current)
@@ -82,6 +83,7 @@ class EmbodiedAgent:
         self.t = 0
         self.replans = 0
         self.log: list[dict] = []
+        self.checks: list[list] = []  # [t of the clip, sub-goals asked, answers]: what the detector said, when
         if hasattr(self.policy, "reset"):
             self.policy.reset()
 
@@ -119,14 +121,17 @@ class EmbodiedAgent:
         instruction = (info or {}).get("instruction", "")
         _settle()
         if self._asked is not None:  # the answer to the check sent with the previous step
-            (asked, answer), self._asked = self._asked, None
-            self._decide(asked, answer.result(), instruction, info)
+            (asked, t, answer), self._asked = self._asked, None
+            self._decide(asked, answer.result(), instruction, info, t)
         check = self.plan is not None and self.t % self.cfg.check_every == 0
         if self.plan is None:
             self._new_plan(self.planner.plan(self.clip(), instruction, info), "plan")
         elif check and not self.cfg.background_checks:
             self._check(instruction, info)
-        action = self.policy.act(obs, self.subgoal)
+        if getattr(self.policy, "needs_info", False):  # a scripted controller reads the scene's object names
+            action = self.policy.act(obs, self.subgoal, info)
+        else:
+            action = self.policy.act(obs, self.subgoal)
         if check and self.cfg.background_checks:
             self._check(instruction, info)
         self.t += 1
@@ -136,19 +141,23 @@ class EmbodiedAgent:
     def _check(self, instruction: str, info: dict | None) -> None:
         if not self.plan.subgoals:
             if self.cfg.replan and self.replans < self.cfg.max_replans:
-                self._fail(instruction, info, "the plan has no steps")
+                self._fail(instruction, info, "the plan has no steps", "no_steps")
             return  # nothing to judge; the policy keeps acting on the instruction alone
         # The current sub-goal, and the previous one to catch a regression (e.g. the object fell): one call.
         asked = [self.subgoal] + ([self.plan.subgoals[self.k - 1].text] if self.k > 0 else [])
         if self.cfg.background_checks:
-            self._asked = asked, _in_background(self.planner.are_done, self.clip(), asked, info)
+            self._asked = asked, self.t, _in_background(self.planner.are_done, self.clip(), asked, info)
         else:
             self._decide(asked, self.planner.are_done(self.clip(), asked, info), instruction, info)
 
-    def _decide(self, asked: list[str], done: list[bool], instruction: str, info: dict | None) -> None:
+    def _decide(self, asked: list[str], done: list[bool], instruction: str, info: dict | None,
+                t: int | None = None) -> None:
+        """Act on the answers to a check of the clip that ended at step `t` (default: now)."""
+        t = self.t if t is None else t
+        self.checks.append([t, asked, [bool(d) for d in done]])
         if self.k > 0 and not done[1]:
-            return self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
-                                                 f"'{asked[1]}' is no longer done.")
+            return self._fail(instruction, info, experience_regressed(self.k + 1, self.subgoal, asked[1]),
+                              "regressed", undone=asked[1], clip_t=t)
         if done[0] and not self.finished:
             self._event("done", subgoal=self.subgoal)
             self.k += 1
@@ -162,11 +171,11 @@ class EmbodiedAgent:
         # its task is done, so the last step's budget keeps counting: a detector that says "done" too early
         # must not switch off the backstop.
         if self.steps_in_subgoal > self.cfg.subgoal_budget:
-            self._fail(instruction, info, f"Step {self.k + 1} '{self.subgoal}' failed: "
-                                          f"not done after {self.steps_in_subgoal} steps.")
+            self._fail(instruction, info, experience_budget(self.k + 1, self.subgoal, self.steps_in_subgoal), "budget")
 
-    def _fail(self, instruction: str, info: dict | None, experience: str) -> None:
-        self._event("failure", subgoal=self.subgoal, reason=experience)
+    def _fail(self, instruction: str, info: dict | None, experience: str, cause: str, **kw) -> None:
+        """`cause`: regressed (an earlier step judged undone; `undone` names it), budget or no_steps."""
+        self._event("failure", subgoal=self.subgoal, reason=experience, cause=cause, **kw)
         if not self.cfg.replan or self.replans >= self.cfg.max_replans:
             self.steps_in_subgoal = 0  # no (more) re-planning: keep going on the current plan
             return
@@ -178,7 +187,7 @@ class EmbodiedAgent:
     # -- what the runner records ----------------------------------------------------------------------
     def episode_summary(self) -> dict:
         return {"replans": self.replans, "failures": sum(e["event"] == "failure" for e in self.log),
-                "first_plan": self.log[0]["plan"] if self.log else [], "agent_log": self.log}
+                "first_plan": self.log[0]["plan"] if self.log else [], "agent_log": self.log, "checks": self.checks}
 
     def annotate(self, frame: np.ndarray) -> np.ndarray:
         """The frame with the current sub-goal (and re-plan count) written on it, for the mp4s."""

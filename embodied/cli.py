@@ -20,6 +20,7 @@ JOBS = {
     "train-policy": "embodied.jobs.train_policy",
     "simqa": "embodied.jobs.simqa",
     "eval-plan": "embodied.jobs.eval_plan",
+    "eval-loop": "embodied.jobs.eval_loop",
     "pipeline": "embodied.jobs.pipeline",
     "ship": "embodied.jobs.ship",
     "model-info": "embodied.jobs.model_info",

@@ -55,8 +55,12 @@ class EmbodiedEnv(gym.Env):
         self.height, self.width = int(cfg.get("height", 128)), int(cfg.get("width", 128))
         self.horizon = int(cfg.get("horizon", 200))
         self.terminate_on_success = bool(cfg.get("terminate_on_success", True))
-        self.variety = bool(cfg.get("variety", False))
+        variety = cfg.get("variety", False)
+        if variety not in (True, False, None, "cycle"):
+            raise EmbodiedError(f"env.variety={variety!r}: expected true, false or cycle")
+        self.variety = variety if variety == "cycle" else bool(variety)
         self.render_mode = "rgb_array"
+        self._episode_seed: int | None = None
         self._load()
         proprio_dim, object_dim = len(self._proprio()), len(self._object())
         obs_spaces = {
@@ -77,6 +81,7 @@ class EmbodiedEnv(gym.Env):
         super().reset(seed=seed)
         # One integer drives the simulator's own randomisation, so a seed fixes the whole scene.
         sim_seed = int(self.np_random.integers(2**31 - 1))
+        self._episode_seed = seed
         self._t = 0
         self._reset_sim(sim_seed)
         self.instruction, self.subgoals = self._language()
@@ -127,10 +132,17 @@ class EmbodiedEnv(gym.Env):
         raise EmbodiedError(f"colors: {self.backend} {self.task} has no objects to recolour")
 
     def _pick_colors(self, defaults: tuple[str, ...]) -> tuple[str, ...]:
-        """Distinct palette colors for the variety option, else the task's defaults."""
+        """Distinct palette colors for the variety option, else the task's defaults. variety=cycle takes them
+        in turn from every ordered choice of distinct colours, by the episode's seed: seeds s..s+55 show Stack
+        every pair of the eight colours in both roles (Lift: seeds s..s+7, every colour)."""
         if not self.variety:
             return defaults
         names = list(PALETTE)
+        if self.variety == "cycle" and self._episode_seed is not None:
+            from itertools import permutations
+
+            choices = list(permutations(names, len(defaults)))
+            return choices[int(self._episode_seed) % len(choices)]
         idx = self.np_random.choice(len(names), size=len(defaults), replace=False)
         return tuple(names[i] for i in idx)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -130,7 +130,8 @@ def run_episodes(
     workers: int = 1,
     jsonl: str | Path | None = None,
     video_dir: str | Path | None = None,
-    video_camera: str | None = None,
+    video_camera: str | Sequence[str] | None = None,
+    video_seeds: Collection[int] | None = None,
     record: bool = False,
     on_episode: Callable[[dict, dict | None], None] | None = None,
     stop: Callable[[list[dict]], bool] | None = None,
@@ -142,6 +143,9 @@ def run_episodes(
 
     `on_episode(result, trajectory)` is called as each episode ends (trajectory: obs/actions/infos
     lists when `record`); `stop(results)` ends the run early (in-flight episodes are dropped).
+    `video_camera`: a camera, or several shown side by side; `video_seeds`: the seeds that get an mp4
+    (default: all). Each result holds `subgoal_trace`, the simulator's [t, sub-goal index, success] at every
+    step where one of them changed, so a planner's progress can be scored against it afterwards.
     Returns the results of this run and of earlier runs recorded in `jsonl`.
     """
     from embodied.datasets.video import write_video
@@ -159,6 +163,10 @@ def run_episodes(
     traj: list[dict] = [{} for _ in range(n)]
     bar = tqdm(total=total, desc=desc, unit="ep", initial=len(done) if total else 0, dynamic_ncols=True)
     frames_of = video_camera or (env_cfg.get("cameras") or [None])[-1]
+    frames_of = [frames_of] if isinstance(frames_of, str) or frames_of is None else list(frames_of)
+
+    def wants_video(i: int) -> bool:
+        return video_dir is not None and (video_seeds is None or cur[i] in video_seeds)
 
     def start(mask: np.ndarray) -> tuple[Any, dict]:
         seeds_now = []
@@ -172,7 +180,7 @@ def run_episodes(
     obs, info = start(np.ones(n, bool))
     infos = [slot_info(info, i) for i in range(n)]
     for i in range(n):
-        traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
+        traj[i] = _new_traj(slot(obs, i), infos[i], record, wants_video(i), frames_of, policies[i])
     t0 = time.time()
     try:
         while any(c is not None for c in cur):
@@ -198,7 +206,7 @@ def run_episodes(
                 obs, info = start(np.ones(n, bool))
                 infos = [slot_info(info, i) for i in range(n)]
                 for i in range(n):
-                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
+                    traj[i] = _new_traj(slot(obs, i), infos[i], record, wants_video(i), frames_of, policies[i])
                 continue
             ended = np.zeros(n, bool)
             for i in range(n):
@@ -213,6 +221,7 @@ def run_episodes(
                         "steps": int(infos[i]["t"]), "return": float(traj[i]["return"]),
                         "instruction": infos[i]["instruction"], "subgoals": list(infos[i]["subgoals"]),
                         "final_subgoal_index": int(infos[i]["subgoal_index"]),
+                        "subgoal_trace": traj[i]["sim"],
                     }
                     if infos[i].get("error"):  # recorded, not raised: the worker rebuilds its env
                         res["error"] = str(infos[i]["error"])
@@ -239,7 +248,7 @@ def run_episodes(
                 obs, info = start(ended)
                 for i in np.flatnonzero(ended):
                     infos[i] = slot_info(info, i) if cur[i] is not None else {}
-                    traj[i] = _new_traj(slot(obs, i), infos[i], record, video_dir is not None, frames_of, policies[i])
+                    traj[i] = _new_traj(slot(obs, i), infos[i], record, wants_video(i), frames_of, policies[i])
     finally:
         bar.close()
         envs.close()
@@ -271,29 +280,47 @@ def _act(policy: Any, obs: dict, info: dict, tr: dict) -> np.ndarray:
     return a
 
 
-def _frame(obs: dict, camera: str, policy: Any) -> np.ndarray:
-    """The video frame; policies that can (the agent) draw their current sub-goal on it."""
-    frame = obs["rgb"][camera]
+def _frame(obs: dict, cameras: list[str], policy: Any) -> np.ndarray:
+    """The video frame (several cameras side by side, each at least 256 wide so that the text stays legible);
+    policies that can (the agent) draw their current sub-goal on it."""
+    frames = [obs["rgb"][c] for c in cameras]
+    if len(frames) > 1:
+        import cv2
+
+        frames = [f if f.shape[1] >= 256 else cv2.resize(f, (256, 256 * f.shape[0] // f.shape[1]),
+                                                         interpolation=cv2.INTER_NEAREST) for f in frames]
+    frame = frames[0] if len(frames) == 1 else np.concatenate(frames, axis=1)
     return policy.annotate(frame) if hasattr(policy, "annotate") else frame
 
 
-def _new_traj(obs: dict, info: dict, record: bool, video: bool, camera: str | None, policy: Any = None) -> dict:
-    tr = {"return": 0.0, "frames": [], "record": record, "nonfinite": 0,
-          "video": video and camera is not None and "rgb" in obs}
+def _sim_progress(tr: dict, info: dict) -> None:
+    """Append the simulator's (sub-goal index, success) when it changed."""
+    if "subgoal_index" not in info:
+        return
+    now = [int(info.get("t", 0)), int(info["subgoal_index"]), bool(info.get("success", False))]
+    if not tr["sim"] or tr["sim"][-1][1:] != now[1:]:
+        tr["sim"].append(now)
+
+
+def _new_traj(obs: dict, info: dict, record: bool, video: bool, cameras: list, policy: Any = None) -> dict:
+    tr = {"return": 0.0, "frames": [], "record": record, "nonfinite": 0, "sim": [],
+          "video": video and cameras[0] is not None and "rgb" in obs}
+    _sim_progress(tr, info)
     if record:
         tr.update(obs=[obs], actions=[], rewards=[], infos=[info])
     if tr["video"]:
-        tr["frames"].append(_frame(obs, camera, policy))
+        tr["frames"].append(_frame(obs, cameras, policy))
     return tr
 
 
-def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, camera: str | None,
+def _extend(tr: dict, obs: dict, action: np.ndarray, reward: float, info: dict, cameras: list,
             policy: Any = None) -> None:
     tr["return"] += reward
+    _sim_progress(tr, info)
     if tr["record"]:
         tr["obs"].append(obs)
         tr["actions"].append(np.asarray(action))
         tr["rewards"].append(reward)
         tr["infos"].append(info)
     if tr["video"]:
-        tr["frames"].append(_frame(obs, camera, policy))
+        tr["frames"].append(_frame(obs, cameras, policy))

@@ -90,7 +90,7 @@ def test_rollout_job_with_planner_writes_annotated_videos(tmp_path):
     from embodied.datasets.video import read_video
 
     frames = read_video(tmp_path / "videos" / "seed01000.mp4")
-    assert frames.shape[1:] == (256, 256, 3)
+    assert frames.shape[1:] == (256, 512, 3)  # the third-person view beside the planner's (wrist) camera
     assert (tmp_path / "results.md").read_text().count("| Stack |") == 1
 
 

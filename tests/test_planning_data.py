@@ -67,3 +67,46 @@ def test_corpus_from_demos(lift_demos, tmp_path):
     assert s["video"].shape == (8, 64, 64, 3) and s["video"].float().std() > 0
     r = run_cli("corpus", f"demos=[{tmp_path / 'none.hdf5'}]", f"out={tmp_path / 'x'}")
     assert r.returncode == 2 and "none.hdf5: demo file not found" in r.stderr
+
+
+def test_loop_demos_teach_replans_and_done_around_transitions(tmp_path):
+    """collect loop=true runs the loop with the simulator's sub-goals around the skill expert, a drop
+    included; the corpus then holds the loop's re-plans (experience -> the plan that remains in the simulator)
+    and yes/no questions at frames around every transition, the undone steps after the drop among them."""
+    from embodied.jobs.train_planner import training_pairs
+
+    demos = tmp_path / "stack.hdf5"
+    r = run_cli("collect", "env=robosuite/stack", "expert=skill", "loop=true", "n=1", "seed=3", "env.variety=cycle",
+                "env.cameras=[robot0_eye_in_hand]", "env.height=48", "env.width=48", "video=false",
+                "env.perturbation={kind: drop, at_subgoal: lift, delay: 3}", f"out={demos}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    import h5py
+
+    with h5py.File(demos) as f:
+        g = f["data/demo_0"]
+        log, indices = json.loads(g.attrs["agent_log"]), g["subgoal_index"][()]
+        assert json.loads(g.attrs["perturbation"])["applied"] and g.attrs["instruction"] == (
+            "stack the red cube on the purple cube")  # variety=cycle: seed 3 -> the fourth ordered pair
+    replan = next(e for e in log if e["event"] == "replan")
+    assert "is no longer done" in replan["reason"] and indices[replan["t"]] < indices.max()
+    r = run_cli("corpus", f"demos=[{demos}]", f"out={tmp_path / 'c'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ds = EgoCOTDataset(tmp_path / "c" / "egocot.jsonl")
+    subgoals = json.loads(h5py.File(demos)["data/demo_0"].attrs["subgoals"])
+    replans = [s for s in ds.samples if s["experience"]]
+    assert replans and all(s["experience"] == replan["reason"] for s in replans)
+    at = int(replans[0]["id"].split("/t")[1].split("/")[0])
+    assert parse_plan(replans[0]["planning"]).subgoals[0].text == subgoals[indices[at]]  # re-grasp: from the sim
+    dense = [s for s in ds.samples if s["qa_only"]]
+    undone = [(s, q) for s in dense for q in s["qa"] if q["answer"] == "no"
+              and subgoals.index(q["question"][4:-7]) < max(indices[:int(s["id"].split("/t")[1].split("/")[0])])]
+    assert undone  # after the drop: steps done before that are no longer done
+    items = training_pairs(ds, "plan")
+    plans = [it for it in items if it["answer"].startswith("Task:")]
+    assert len(plans) == len(ds.samples) - len(dense)  # question-only clips teach no plan
+    assert sum("no longer done" in it["prompt"] for it in plans) == len(replans)
+    import zlib  # a fifth of the other plans (by id) carry a spent-budget experience, worded as the agent words it
+
+    budget = [it for it in plans if "failed: not done after" in it["prompt"]]
+    assert len(budget) == sum(zlib.crc32(s["id"].encode()) % 5 == 0 for s in ds.samples if not s["qa_only"]
+                              and not s["experience"])

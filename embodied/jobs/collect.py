@@ -25,6 +25,23 @@ def env_args(env, env_cfg: dict) -> dict:
     return {"env_name": f"{env_cfg['task']}-v3", "env_version": "metaworld-3.1.1", "type": 2, "env_kwargs": {}}
 
 
+def _demonstrator(cfg: DictConfig, env_cfg: dict):
+    """() -> the expert, or with loop=true the closed loop around it: the simulator's sub-goals as the
+    plan, checked every few steps, failures and re-plans as the agent makes them. Such demos show the loop's
+    own pace (a finished step held until the check sees it, the re-plan after a perturbation)."""
+    def expert():
+        return make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise), kind=str(cfg.expert))
+
+    if not cfg.loop:
+        return expert
+    from embodied.agent import AgentConfig, EmbodiedAgent
+    from embodied.planners import OraclePlanner
+
+    agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
+    agent_cfg.camera = agent_cfg.camera or env_cfg["cameras"][-1]
+    return lambda: EmbodiedAgent(OraclePlanner(), expert(), agent_cfg)
+
+
 def run(cfg: DictConfig, default_dir: Path) -> Path:
     from embodied.cli import save_config
 
@@ -35,6 +52,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     n = int(cfg.n)
     if n < 1:
         raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
+    if cfg.loop and not env_cfg.get("cameras"):
+        raise EmbodiedError("loop=true: the loop watches a camera; env.cameras is empty")
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
     try:
         make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # and on a bad expert
@@ -68,7 +87,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                     name = f"demo_{len(kept)}"
                     write_video(tmp_videos / f"{name}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
                     video = f"{video_dir.name}/{name}.mp4"
-                writer.add(traj, res["seed"], model_file=xml, video=video)
+                attrs = {k: res[k] for k in ("agent_log", "perturbation") if k in res}
+                writer.add(traj, res["seed"], model_file=xml, video=video, attrs=attrs)
                 kept.append(res["seed"])
 
             def drain(results: list[dict]) -> bool:
@@ -86,8 +106,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                 pending[res["seed"]] = (res, traj)
 
             results = run_episodes(
-                env_cfg, lambda: make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise),
-                                          kind=str(cfg.expert)),
+                env_cfg, _demonstrator(cfg, env_cfg),
                 seeds=range(int(cfg.seed), int(cfg.seed) + attempts), workers=int(cfg.workers), record=True,
                 on_episode=buffer, stop=drain, total=None, desc=f"collect {env_cfg['task']}")
             drain(results)

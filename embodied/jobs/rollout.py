@@ -49,6 +49,24 @@ def _check_fits(policy, env_cfg: dict) -> None:
         env.close()
 
 
+def video_cameras(cfg, env_cfg: dict) -> list[str] | None:
+    """The cameras an mp4 shows side by side: `video_camera` (one or a list), by default the first camera and,
+    when a planner watches another one, that camera beside it (what the planner saw)."""
+    cams = env_cfg.get("cameras") or []
+    chosen = cfg.get("video_camera")
+    if chosen:
+        chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    elif cams:
+        ego = cfg.agent.get("camera") or cams[-1]
+        chosen = [cams[0]] + ([ego] if cfg.planner.type != "none" and ego != cams[0] else [])
+    else:
+        return None
+    bad = [c for c in chosen if c not in cams]
+    if cfg.video and bad:
+        raise EmbodiedError(f"video_camera: '{bad[0]}' is not one of env.cameras {cams}")
+    return chosen
+
+
 def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     """() -> what the runner drives: the expert or learned policy, wrapped in the agent loop when a
     planner is configured."""
@@ -72,9 +90,12 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     if planner is not None and agent_cfg.camera not in cams:
         raise EmbodiedError(f"agent.camera='{agent_cfg.camera}' is not one of env.cameras {cams}")
 
+    kind = str(cfg.policy.get("expert") or "waypoint")
+    make_expert(env_cfg["backend"], env_cfg["task"], kind=kind)  # a bad expert kind fails here, not in a worker
+
     def make():
         inner = policy.actor() if policy is not None else make_expert(env_cfg["backend"], env_cfg["task"],
-                                                                        noise=float(cfg.policy.noise))
+                                                                        noise=float(cfg.policy.noise), kind=kind)
         return EmbodiedAgent(planner, inner, agent_cfg) if planner is not None else inner
 
     return make, policy
@@ -86,10 +107,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir
     paths = _policy_paths(cfg)
-    cams = env_cfg.get("cameras") or []
-    camera = cfg.video_camera or (cams[0] if cams else None)
-    if cfg.video and camera is not None and camera not in cams:
-        raise EmbodiedError(f"video_camera: '{camera}' is not one of env.cameras {cams}")
+    camera = video_cameras(cfg, env_cfg)
     # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
     if out.exists() and any(out.rglob("episodes.jsonl")):
         check_continuation(cfg, out, ("n", "workers", "video", "video_camera", "out"))

@@ -219,11 +219,14 @@ def build_model(cfg, start_from: Path | None):
 
 
 def training_pairs(dataset, stage: str) -> list[dict]:
-    """(sample, prompt, answer, E-former text) items. Stage plan mixes the plans with the corpus's
-    yes/no success-detection questions, and asks a fifth of the plan questions with an experience
-    line (as a re-plan does) so that the planner reads past it."""
+    """(sample, prompt, answer, E-former text) items. Stage plan mixes the plans with the corpus's yes/no
+    success-detection questions. A plan after a re-plan of the loop is asked with the experience the agent
+    wrote; a fifth of the other plan questions come with a spent-budget experience for the step in progress
+    (as a re-plan after a missed "done" does), so that the planner reads past that line."""
     import zlib
 
+    from embodied.datasets.corpus import experience_budget
+    from embodied.datasets.egocot import plan_start
     from embodied.modeling import DESCRIBE_PROMPT, plan_prompt
 
     items = []
@@ -231,11 +234,15 @@ def training_pairs(dataset, stage: str) -> list[dict]:
         if stage == "align":
             items.append({"i": i, "prompt": DESCRIBE_PROMPT, "answer": s["caption"], "etext": ""})
             continue
-        experience = ""
-        if zlib.crc32(s["id"].encode()) % 5 == 0 and s["qa"] and s["qa"][0]["question"].startswith("Is '"):
-            experience = f"'{s['qa'][0]['question'][4:-7]}' was not done in time."
-        items.append({"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
-                      "etext": s["instruction"]})
+        if not s["qa_only"]:
+            experience = s["experience"]
+            h = zlib.crc32(s["id"].encode())
+            steps = s["planning"].split(plan_start(s["instruction"]), 1)[-1]
+            first = steps.split("Step 1: ", 1)[-1].split(".", 1)[0] if "Step 1: " in steps else ""
+            if not experience and first and h % 5 == 0:
+                experience = experience_budget(1 + h // 5 % 3, first, 81 + h // 15 % 6)
+            items.append({"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
+                          "etext": s["instruction"]})
         for qa in s["qa"]:
             items.append({"i": i, "prompt": qa["question"], "answer": qa["answer"], "etext": qa["question"]})
     return items
