@@ -97,9 +97,10 @@ def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
     return sorted(points)
 
 
-def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: str | None = None,
+def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: str | Sequence[str] | None = None,
                  n_frames: int = 8, frame_stride: int = 3, per_segment: int = 2, subset: str | None = None) -> Path:
-    """Write out_dir/clips/*.npy and out_dir/egocot.jsonl; return the jsonl path."""
+    """Write out_dir/clips/*.npy and out_dir/egocot.jsonl; return the jsonl path. `camera`: the one the clips
+    show (default: the wrist), or a list: one clip per camera in each .npy, (V, T, H, W, 3)."""
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
     records = []
@@ -108,7 +109,12 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
         with open_demo_file(path) as f:
             for name in tqdm(demo_names(f, subset), desc=f"corpus {path.name}", leave=False):
                 g = f["data"][name]
-                _, frames = labelled_frames(path, name, g, camera)
+                if camera is None or isinstance(camera, str):
+                    cam, frames = labelled_frames(path, name, g, camera)
+                    views = [frames]
+                else:
+                    cam = list(camera)
+                    views = [labelled_frames(path, name, g, c)[1] for c in cam]
                 subgoals, indices = json.loads(g.attrs["subgoals"]), g["subgoal_index"][()]
                 instruction = str(g.attrs["instruction"])
                 log = json.loads(g.attrs.get("agent_log", "[]"))  # demos collected with loop=true
@@ -125,14 +131,16 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                     if t not in clips:
                         clips[t] = f"clips/{path.stem}_{name}_t{t:04d}.npy"
                         steps = np.clip(t - frame_stride * np.arange(n_frames - 1, -1, -1), 0, None)
+                        u = np.unique(steps)
+                        clip = [v[u][np.searchsorted(u, steps)] for v in views]
                         with atomic_path(out_dir / clips[t]) as tmp:
                             with open(tmp, "wb") as fh:
-                                np.save(fh, frames[np.unique(steps)][np.searchsorted(np.unique(steps), steps)])
+                                np.save(fh, clip[0] if isinstance(cam, str) else np.stack(clip))
                     k = int(indices[t])
                     tag = "/qa" if experience is None else f"/replan{zlib.crc32(experience.encode())}" if experience else ""
                     rec = {"id": f"{path.stem}/{name}/t{t}{tag}", "image": clips[t], "instruction": instruction,
                            "caption": describe(subgoals, k), "planning": format_plan(instruction, subgoals[k:]),
-                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa}
+                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam}
                     if experience is None:
                         rec["qa_only"] = True
                     elif experience:

@@ -60,7 +60,8 @@ def plan_start(task: str) -> str:
 
 
 def load_clip(image: str | Path, root: Path | None = None, n_frames: int = 8) -> np.ndarray:
-    """(n_frames, H, W, 3) uint8 from an .npy of frames or a video (sampled evenly with decord)."""
+    """(n_frames, H, W, 3) uint8 from an .npy of frames or a video (sampled evenly with decord); an .npy of
+    several cameras' clips (V, T, H, W, 3) gives (V, n_frames, H, W, 3)."""
     path = Path(image)
     if root is not None and not path.is_absolute():
         path = root / path
@@ -70,8 +71,8 @@ def load_clip(image: str | Path, root: Path | None = None, n_frames: int = 8) ->
         frames = np.load(path, allow_pickle=False)
         if frames.ndim == 3:  # one image
             frames = frames[None]
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise EmbodiedError(f"{path}: expected frames of shape (T, H, W, 3), got {frames.shape}")
+        if frames.ndim not in (4, 5) or frames.shape[-1] != 3:
+            raise EmbodiedError(f"{path}: expected frames of shape (T, H, W, 3) or (V, T, H, W, 3), got {frames.shape}")
         if frames.dtype != np.uint8:  # a cast would turn floats in [0, 1] into a black clip without a word
             raise EmbodiedError(f"{path}: expected uint8 frames (0-255), got {frames.dtype}")
     else:
@@ -79,8 +80,9 @@ def load_clip(image: str | Path, root: Path | None = None, n_frames: int = 8) ->
         if n == 0:
             raise EmbodiedError(f"{path}: video file not found or empty")
         frames = read_video(path, np.linspace(0, n - 1, n_frames).round().astype(int))
-    if len(frames) != n_frames:  # resample in time to the clip length the model expects
-        frames = frames[np.linspace(0, len(frames) - 1, n_frames).round().astype(int)]
+    t = frames.shape[-4]
+    if t != n_frames:  # resample in time to the clip length the model expects
+        frames = np.take(frames, np.linspace(0, t - 1, n_frames).round().astype(int), axis=-4)
     return np.ascontiguousarray(frames.astype(np.uint8))
 
 
@@ -144,7 +146,7 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                                      "planning": str(r["planning"]), "instruction": str(r.get("instruction", "")),
                                      "score": score, "id": str(r.get("id", f"{p.stem}:{i}")),
                                      "qa": list(r.get("qa", [])), "experience": str(r.get("experience", "")),
-                                     "qa_only": bool(r.get("qa_only", False))})
+                                     "qa_only": bool(r.get("qa_only", False)), "camera": r.get("camera")})
 
     def __len__(self) -> int:
         return len(self.samples)

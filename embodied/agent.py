@@ -52,7 +52,7 @@ def _in_background(fn, *args) -> Future:
 
 @dataclass
 class AgentConfig:
-    camera: str = ""  # the egocentric camera the planner watches
+    camera: str | list[str] = ""  # the camera the planner watches (the wrist), or several: one clip each
     clip_len: int = 8
     clip_stride: int = 3  # env steps between clip frames
     # Steps between "is it done?" checks. A multiple of clip_stride x the ViT's temporal patch (2) moves the
@@ -93,9 +93,11 @@ class EmbodiedAgent:
 
     # -- what the planner sees ----------------------------------------------------------------------
     def clip(self) -> np.ndarray:
+        """(T, H, W, 3), or (V, T, H, W, 3) when the planner watches V cameras."""
         frames = list(self.frames)
         idx = [max(0, len(frames) - 1 - self.cfg.clip_stride * i) for i in range(self.cfg.clip_len - 1, -1, -1)]
-        return np.stack([frames[i] for i in idx])
+        clip = np.stack([frames[i] for i in idx])
+        return clip if isinstance(self.cfg.camera, str) else clip.transpose(1, 0, 2, 3, 4)
 
     @property
     def subgoal(self) -> str:
@@ -117,7 +119,8 @@ class EmbodiedAgent:
 
     # -- the loop, one env step at a time ----------------------------------------------------------
     def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
-        self.frames.append(obs["rgb"][self.cfg.camera])
+        cam = self.cfg.camera
+        self.frames.append(obs["rgb"][cam] if isinstance(cam, str) else np.stack([obs["rgb"][c] for c in cam]))
         instruction = (info or {}).get("instruction", "")
         _settle()
         if self._asked is not None:  # the answer to the check sent with the previous step

@@ -42,6 +42,7 @@ class VisionConfig:
     intermediate_size: int = 4096
     frames: int = 8  # frames per clip
     temporal_patch: int = 2  # Conv3D kernel and stride in time, as in EmbodiedGPT
+    views: int = 1  # camera clips per sample (e.g. third-person and wrist), each encoded alone
     freeze: bool = True  # the ViT; the video patch embedding has its own switch
     train_patch_embed: bool = True
 
@@ -92,6 +93,7 @@ class EmbodiedGPTConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     max_prompt_len: int = 96
     max_answer_len: int = 160
+    cameras: list[str] = field(default_factory=list)  # what the planner was trained to watch ([] if not known)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EmbodiedGPTConfig":
@@ -154,6 +156,8 @@ class VisionEncoder(nn.Module):
         self.patch_embed3d = nn.Conv3d(3, cfg.hidden_size, (t, p, p), stride=(t, p, p), bias=conv2d.bias is not None)
         self.inflate()
         self.temporal_embed = nn.Parameter(torch.zeros(cfg.frames // t, cfg.hidden_size))
+        # Which camera a token came from, when a sample holds several clips (zero at the start, like time).
+        self.view_embed = nn.Parameter(torch.zeros(cfg.views, cfg.hidden_size)) if cfg.views > 1 else None
         self._slot_cache: OrderedDict | None = None  # see enable_slot_cache
         self._slot_cache_size = 0
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1, 1), persistent=False)
@@ -161,6 +165,8 @@ class VisionEncoder(nn.Module):
         self.backbone.requires_grad_(not cfg.freeze)
         self.patch_embed3d.requires_grad_(cfg.train_patch_embed)
         self.temporal_embed.requires_grad_(cfg.train_patch_embed)
+        if self.view_embed is not None:
+            self.view_embed.requires_grad_(cfg.train_patch_embed)
 
     @torch.no_grad()
     def inflate(self) -> None:
@@ -173,7 +179,7 @@ class VisionEncoder(nn.Module):
     @property
     def num_tokens(self) -> int:
         per_slot = (self.cfg.image_size // self.cfg.patch_size) ** 2 + 1
-        return per_slot * self.cfg.frames // self.cfg.temporal_patch
+        return per_slot * self.cfg.frames // self.cfg.temporal_patch * self.cfg.views
 
     def train(self, mode: bool = True) -> "VisionEncoder":
         super().train(mode)
@@ -234,7 +240,21 @@ class VisionEncoder(nn.Module):
         return self.backbone.post_layernorm(h)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """Visual tokens (B, slots * (patches + 1), D)."""
+        """Visual tokens (B, slots * (patches + 1), D) of clips (B, T, H, W, 3); of several cameras' clips
+        (B, V, T, H, W, 3), each view's tokens one after the other, each with its view embedding added."""
+        if video.dim() == 6:
+            b, v = video.shape[:2]
+            if v > self.cfg.views:
+                raise EmbodiedError(f"video: {v} camera clips per sample; this model was built for {self.cfg.views} "
+                                    f"(model.vision.views)")
+            h = self._clip_tokens(video.reshape(b * v, *video.shape[2:]))
+            h = rearrange(h, "(b v) n d -> b v n d", v=v)
+            if self.view_embed is not None:
+                h = h + self.view_embed[:v, None].to(h.dtype)
+            return rearrange(h, "b v n d -> b (v n) d")
+        return self._clip_tokens(video)
+
+    def _clip_tokens(self, video: torch.Tensor) -> torch.Tensor:
         raw = self._frames(video)
         t = self.cfg.temporal_patch
         b, slots = raw.shape[0], raw.shape[1] // t
@@ -557,12 +577,13 @@ class EmbodiedGPT(nn.Module):
 
     def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128, experience: str = "",
              blind: bool = False) -> str:
-        """One clip (T, H, W, 3) or (1, T, H, W, 3) and the instruction (and, when re-planning, what went
+        """One clip (T, H, W, 3) or (1, T, H, W, 3) (several cameras: (V, T, H, W, 3)) and the instruction (and, when re-planning, what went
         wrong) -> plan text in EgoCOT's schema, opening with the instruction."""
         from embodied.datasets.egocot import plan_start
 
         video = torch.as_tensor(video)
-        return self.generate(video if video.dim() == 5 else video[None], [plan_prompt(instruction, experience)],
+        one = video.dim() == 4 or video.dim() == 5 and self.cfg.vision.views > 1  # no batch dimension yet
+        return self.generate(video[None] if one else video, [plan_prompt(instruction, experience)],
                              max_new_tokens, eformer_text=[instruction], blind=blind,
                              answer_start=[plan_start(instruction)] if instruction else None)[0]
 

@@ -5,7 +5,8 @@
     is_done(video, subgoal, info=None) -> bool        # success detection from the execution video
     are_done(video, subgoals, info=None) -> list[bool] # several sub-goals judged on one clip
 
-`video` is the latest egocentric clip (T, H, W, 3) uint8. `info` is the env's info dict; only the oracle
+`video` is the latest egocentric clip (T, H, W, 3) uint8, or (V, T, H, W, 3) for a planner that watches V
+cameras. `info` is the env's info dict; only the oracle
 reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
 visual tokens in its prompt (it sees only the text), the oracle takes the sub-goals from the simulator.
 """
@@ -22,6 +23,7 @@ from embodied.planners.plan import Plan, parse_plan
 
 class Planner:
     name = "planner"
+    cameras: list[str] = []  # what it watches, when it knows (an EmbodiedGPT checkpoint records its training cameras)
 
     def plan(self, video, instruction: str, info: dict | None = None) -> Plan:
         raise NotImplementedError
@@ -72,8 +74,15 @@ class EmbodiedGPTPlanner(Planner):
         return cls(load_model(path), **kwargs)
 
     def _video(self, video) -> torch.Tensor:
+        """One clip (T, H, W, 3), or one clip per camera (V, T, H, W, 3) for a planner of several views, as a
+        batch of one."""
         v = torch.as_tensor(np.asarray(video)) if not torch.is_tensor(video) else video
-        return v[None] if v.dim() == 4 else v
+        return v[None] if v.dim() == 4 or v.dim() == 5 and self.model.cfg.vision.views > 1 else v
+
+    @property
+    def cameras(self) -> list[str]:
+        """The cameras the checkpoint was trained to watch, in order ([] when it does not say)."""
+        return list(self.model.cfg.cameras)
 
     def plan(self, video, instruction, info=None):
         return self.replan(video, instruction, "", info)

@@ -115,3 +115,24 @@ def test_the_last_step_is_reported_done_once_and_its_budget_still_counts():
     agent._decide([agent.subgoal], [False, True], "", None)  # judged undone: it may be reported again
     agent._decide([agent.subgoal], [True, True], "", None)
     assert [e["subgoal"] for e in agent.log if e["event"] == "done"][-2:] == ["lift the red cube"] * 2
+
+
+def test_agent_watches_the_cameras_its_planner_was_trained_on():
+    from embodied.errors import EmbodiedError
+    from embodied.jobs.rollout import planner_camera
+
+    env_cfg = {"backend": "robosuite", "task": "Lift", "cameras": ["agentview", "robot0_eye_in_hand"], "height": 48,
+               "width": 48, "horizon": 10}
+    planner = OraclePlanner()
+    assert planner_camera(None, planner, env_cfg) == "robot0_eye_in_hand"  # knows nothing: the wrist
+    planner.cameras = ["agentview", "robot0_eye_in_hand"]
+    cams = planner_camera(None, planner, env_cfg)
+    assert cams == ["agentview", "robot0_eye_in_hand"]
+    assert planner_camera("agentview", planner, env_cfg) == "agentview"  # agent.camera decides
+    with pytest.raises(EmbodiedError, match=r"trained on cameras \['agentview', 'robot0_eye_in_hand'\]"):
+        planner_camera(None, planner, {**env_cfg, "cameras": ["robot0_eye_in_hand"]})
+    env = make_env(env_cfg)
+    agent = EmbodiedAgent(planner, make_expert("robosuite", "Lift"), AgentConfig(camera=cams))
+    run_episode(env, agent, seed=0)
+    assert agent.clip().shape == (2, 8, 48, 48, 3)  # one clip per camera
+    env.close()

@@ -258,3 +258,35 @@ def test_7b_configuration_on_the_meta_device():
     assert est["frozen"] == p["vision"]["total"] + p["llm"]["total"] - adapter
     assert len(m.eformer.query_tokens[0]) == 32 and len(m.eformer.layers) == 12
     assert 13 < est["bf16_inference_weights_GiB"] < 14
+
+
+def test_several_cameras_are_encoded_each_alone_with_a_view_embedding(tok, tmp_path):
+    """views=2: a sample holds two cameras' clips; each goes through the ViT on its own (one view alone gives the
+    tokens a one-view model gives), the view embedding tells them apart, and plans and checks take (V, T, ...)."""
+    import numpy as np
+
+    from embodied.checkpoint import load_model
+    from embodied.planners import EmbodiedGPTPlanner
+
+    cfg = small_cfg()
+    cfg.vision.views = 2
+    torch.manual_seed(0)
+    m = EmbodiedGPT(cfg, tokenizer=tok).eval()
+    with torch.no_grad():
+        m.vision.view_embed.normal_()
+        two = video(2, seed=3).view(1, 2, 8, 40, 40, 3)
+        tokens = m.vision(two)
+        per = m.vision(two[0])  # the two clips as a batch of one-view samples
+    n = per.shape[1]
+    assert tokens.shape == (1, 2 * n, 32)
+    torch.testing.assert_close(tokens[0, :n], per[0] + m.vision.view_embed[0])
+    torch.testing.assert_close(tokens[0, n:], per[1] + m.vision.view_embed[1])
+    with pytest.raises(EmbodiedError, match="3 camera clips per sample; this model was built for 2"):
+        m.vision(torch.zeros(1, 3, 8, 40, 40, 3, dtype=torch.uint8))
+    m.cfg.cameras = ["agentview", "robot0_eye_in_hand"]
+    m.save_pretrained(tmp_path / "ckpt")
+    planner = EmbodiedGPTPlanner(load_model(tmp_path / "ckpt"), max_new_tokens=4)
+    assert planner.cameras == ["agentview", "robot0_eye_in_hand"]
+    clip = np.asarray(two[0])  # (V, T, H, W, 3), as the agent gives it
+    assert isinstance(planner.plan(clip, "stack the red cube").task, str)
+    assert len(planner.are_done(clip, ["reach the red cube", "grasp the red cube"])) == 2

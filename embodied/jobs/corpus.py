@@ -18,7 +18,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     demos = [cfg.demos] if isinstance(cfg.demos, str) else list(cfg.demos)
     out = Path(cfg.out) if cfg.out else default_dir
     save_config(cfg, out)
-    path = build_corpus(demos, out, camera=cfg.camera, n_frames=int(cfg.frames), frame_stride=int(cfg.frame_stride),
+    camera = cfg.camera if cfg.camera is None or isinstance(cfg.camera, str) else list(cfg.camera)
+    path = build_corpus(demos, out, camera=camera, n_frames=int(cfg.frames), frame_stride=int(cfg.frame_stride),
                         per_segment=int(cfg.per_segment), subset=cfg.subset)
     n = sum(1 for _ in open(path))
     print(json.dumps({"corpus": str(path), "samples": n}))

@@ -58,13 +58,32 @@ def video_cameras(cfg, env_cfg: dict) -> list[str] | None:
         chosen = [chosen] if isinstance(chosen, str) else list(chosen)
     elif cams:
         ego = cfg.agent.get("camera") or cams[-1]
-        chosen = [cams[0]] + ([ego] if cfg.planner.type != "none" and ego != cams[0] else [])
+        ego = [ego] if isinstance(ego, str) else list(ego)
+        chosen = [cams[0]] + ([c for c in ego if c != cams[0]] if cfg.planner.type != "none" else [])
     else:
         return None
     bad = [c for c in chosen if c not in cams]
     if cfg.video and bad:
         raise EmbodiedError(f"video_camera: '{bad[0]}' is not one of env.cameras {cams}")
     return chosen
+
+
+def planner_camera(camera, planner, env_cfg: dict) -> str | list[str]:
+    """What the planner watches: agent.camera when set, else the cameras its checkpoint was trained on, else
+    the last of env.cameras (the wrist). A list means one clip per camera."""
+    cams = env_cfg.get("cameras") or []
+    if camera:
+        chosen = [camera] if isinstance(camera, str) else list(camera)
+    elif planner is not None and planner.cameras:
+        chosen = planner.cameras
+        if any(c not in cams for c in chosen):
+            raise EmbodiedError(f"the planner was trained on cameras {chosen}; env.cameras is {cams} "
+                                f"(add them, or set agent.camera)")
+    else:
+        chosen = cams[-1:]
+    if planner is not None and (not chosen or any(c not in cams for c in chosen)):
+        raise EmbodiedError(f"agent.camera={chosen}: expected some of env.cameras {cams}")
+    return (chosen[0] if len(chosen) == 1 else chosen) if chosen else ""
 
 
 def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
@@ -85,10 +104,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     if cfg.planner.type != "none":
         planner = make_planner(cfg.planner.type, cfg.planner.path)
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
-    cams = env_cfg.get("cameras") or []
-    agent_cfg.camera = agent_cfg.camera or (cams[-1] if cams else "")
-    if planner is not None and agent_cfg.camera not in cams:
-        raise EmbodiedError(f"agent.camera='{agent_cfg.camera}' is not one of env.cameras {cams}")
+    agent_cfg.camera = planner_camera(agent_cfg.camera, planner, env_cfg)
 
     kind = str(cfg.policy.get("expert") or "waypoint")
     make_expert(env_cfg["backend"], env_cfg["task"], kind=kind)  # a bad expert kind fails here, not in a worker

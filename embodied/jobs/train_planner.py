@@ -269,6 +269,13 @@ def _vl_setup(cfg, dataset, resume_dir: Path | None):
     if init is not None and not (init / "config.json").exists():
         raise EmbodiedError(f"init={init}: not an EmbodiedGPT checkpoint (no config.json)")
     model = build_model(cfg, resume_dir or init)
+    cams = {json.dumps(s["camera"]) for s in dataset.samples if s.get("camera")}
+    if len(cams) == 1:  # the checkpoint says what it watches, so the loop can show it the same
+        cameras = json.loads(cams.pop())
+        model.cfg.cameras = [cameras] if isinstance(cameras, str) else list(cameras)
+        if len(model.cfg.cameras) > model.cfg.vision.views:
+            raise EmbodiedError(f"data: clips of {len(model.cfg.cameras)} cameras {model.cfg.cameras}; the model "
+                                f"takes {model.cfg.vision.views} (set model.vision.views={len(model.cfg.cameras)})")
 
     def step_fn(m, batch):
         video = torch.stack([b["video"] for b in batch])
