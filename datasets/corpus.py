@@ -86,6 +86,35 @@ def replan_points(agent_log: Sequence[dict], n_steps: int, later: Sequence[int] 
             for dt in later if e["t"] + dt < n_steps]
 
 
+def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Sequence[int] = (2, 5, 9, 14),
+                      min_run: int = 4) -> list[tuple[int, str]]:
+    """(step, experience) after each regression of the simulator's sub-goal index (a drop undid steps), with
+    every experience the agent could have written by then: that the step before the one it was on is no
+    longer done (whichever undone step that was), or that its step's budget ran out. The answer is the plan
+    that remains from the simulator's index, whatever the words say. Regressions shorter than `min_run`
+    steps (the index flickers as the gripper lets go of a placed cube) are not drops."""
+    best = np.maximum.accumulate(indices)
+    low = indices < best
+    out = []
+    t = 0
+    while t < len(indices):
+        if not low[t]:
+            t += 1
+            continue
+        end = t
+        while end < len(indices) and low[end]:
+            end += 1
+        if end - t >= min_run:
+            for dt in offsets:
+                if t + dt < end:
+                    k, top = int(indices[t + dt]), int(best[t + dt])
+                    out += [(t + dt, experience_regressed(c + 1, subgoals[c], subgoals[c - 1]))
+                            for c in range(k + 1, min(top, len(subgoals) - 1) + 1)]
+                    out.append((t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], 84)))
+        t = end
+    return out
+
+
 def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
     """Steps to cut clips at: the start of the episode and `per_segment` points spread over every
     sub-goal segment (its start included), so each remaining-plan length is represented."""
@@ -123,6 +152,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                 # transition (dense), questions only (experience None).
                 entries = [(t, "", done_questions(subgoals, int(indices[t])) + [next_question(instruction, subgoals, int(indices[t]))])
                            for t in sample_points(indices, per_segment)]
+                entries += [(t, experience, []) for t, experience in regression_points(subgoals, indices)]
                 if log:
                     entries += [(t, experience, []) for t, experience in replan_points(log, len(indices))]
                     entries += [(t, None, qa) for t, qa in sorted(transition_questions(subgoals, indices).items())]

@@ -120,6 +120,23 @@ def subgoal_accuracy(pred: Plan, ref: Plan) -> float:
     return sum(a == b for a, b in zip(p, r)) / max(len(p), len(r))
 
 
+def plan_exact(pred: Plan, ref: Plan) -> bool:
+    """The whole step list, object names and colours included, is the reference's: what the loop needs."""
+    return [s.text.lower() for s in pred.subgoals] == [s.text.lower() for s in ref.subgoals]
+
+
+def colour_correct(pred: Plan, ref: Plan, colours: Sequence[str]) -> bool | None:
+    """The colour words of the plan's steps, in order, are the reference's (None when the reference names
+    none): a plan that stacks onto a cube that is not there fails here whatever its other words."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, colours)) + r")\b")
+
+    def mentions(plan: Plan) -> list[str]:
+        return [c for s in plan.subgoals for c in pattern.findall(s.text.lower())]
+
+    want = mentions(ref)
+    return None if not want else mentions(pred) == want
+
+
 def lcs_similarity(pred: Plan, ref: Plan) -> float:
     """Longest common subsequence of the sub-goal sequences over the longer length: order-aware partial credit."""
     p, r = [s.text.lower() for s in pred.subgoals], [s.text.lower() for s in ref.subgoals]

@@ -39,6 +39,7 @@ class SkillExpert(ScriptedExpert):
     needs_info = True  # the scene's object names come from the simulator's sub-goals
     gain, rot_gain = 10.0, 2.0
     finger_yaw = np.pi / 2  # the fingers close across the hand's yaw direction
+    lift_speed = 0.3  # action units (1 = 5 cm commanded per step)
 
     def __init__(self, task: str, noise: float = 0.0, seed: int | None = None):
         if task not in TASKS:
@@ -88,6 +89,7 @@ class SkillExpert(ScriptedExpert):
             a[6] = 1.0 if verb == "grasp" and (at_grasp or holding) else -1.0
         elif verb == "lift":
             a[:3] = np.clip(self.gain * (np.array([eef[0], eef[1], self._lift_z(objects)]) - eef), -1, 1)
+            a[2] = min(a[2], self.lift_speed)  # a careful lift (Lift's task is done 2 cm up: see it happen)
             a[6] = 1.0
         elif verb in ("place", "move"):
             goal, _ = objects[target]

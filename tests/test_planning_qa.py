@@ -10,8 +10,8 @@ from embodied.datasets.qa import load_egoplan, load_qa_jsonl
 from embodied.datasets.video import write_video
 from embodied.errors import EmbodiedError
 from embodied.planners import parse_plan
-from embodied.planners.metrics import (bleu, cider_d, executability, lcs_similarity, rouge_l, subgoal_accuracy,
-                                       tokens)
+from embodied.planners.metrics import (bleu, cider_d, colour_correct, executability, lcs_similarity, plan_exact,
+                                       rouge_l, subgoal_accuracy, tokens)
 
 from conftest import run_cli
 
@@ -47,6 +47,12 @@ def test_plan_structure_metrics():
     assert subgoal_accuracy(pred, ref) == pytest.approx(1 / 3)
     assert lcs_similarity(pred, ref) == pytest.approx(2 / 3)
     assert executability(pred, {"reach", "grasp", "lift"}, {"cube"}) == pytest.approx(0.5)
+    assert not plan_exact(pred, ref) and plan_exact(ref, ref) and colour_correct(pred, ref, ["red"]) is None
+    stack = parse_plan("Task: t. Plan: Step 1: grasp the red cube. Step 2: place the red cube on the blue cube.")
+    wrong = parse_plan("Task: t. Plan: Step 1: grasp the red cube. Step 2: place the red cube on the cyan cube.")
+    colours = ["red", "blue", "cyan"]
+    assert colour_correct(stack, stack, colours) and not colour_correct(wrong, stack, colours)
+    assert subgoal_accuracy(wrong, stack) == 0.5  # half right by steps, wrong where it matters
 
 
 def _egoplan(tmp_path, n=60):

@@ -93,7 +93,9 @@ def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
 
 def score(records: list[dict]) -> dict:
     from embodied.planners import parse_plan
-    from embodied.planners.metrics import executability, lcs_similarity, subgoal_accuracy, text_metrics
+    from embodied.envs.base import PALETTE
+    from embodied.planners.metrics import (colour_correct, executability, lcs_similarity, plan_exact,
+                                           subgoal_accuracy, text_metrics)
 
     by_kind = defaultdict(list)
     for r in records:
@@ -112,10 +114,15 @@ def score(records: list[dict]) -> dict:
                 skills = {s.verb.lower() for _, ref in plans for s in ref.subgoals}
                 objects = {a.lower() for _, ref in plans for s in ref.subgoals for a in s.args}
                 ex = [executability(p, skills, objects) for p, _ in plans]
+                colour = [c for c in (colour_correct(p, r, list(PALETTE)) for p, r in plans) if c is not None]
+                m.update(plan_exact_match=float(np.mean([plan_exact(p, r) for p, r in plans])),
+                         colour_correct=float(np.mean(colour)) if colour else None, colour_plans=len(colour))
                 m.update(subgoal_accuracy=float(np.mean([subgoal_accuracy(p, r) for p, r in plans])),
                          lcs_similarity=float(np.mean([lcs_similarity(p, r) for p, r in plans])),
                          executability=float(np.mean([e for e in ex if e is not None])) if any(e is not None for e in ex) else 0.0,
                          parse_failures=sum(p.partial for p, _ in plans))
+                head = ("samples", "plan_exact_match", "colour_correct", "colour_plans")  # results.md's first rows
+                m = {**{k: m[k] for k in head}, **{k: v for k, v in m.items() if k not in head}}
         out[kind] = m
     return out
 
@@ -163,6 +170,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     return summary
 
 
+HEADLINE = ("plan_exact_match", "colour_correct")  # what the closed loop needs of a plan, in bold
+
+
 def _table(summary: dict, path: Path) -> None:
     lines = [f"planner: {summary['planner']} ({summary['planner_path'] or '-'}); dataset: {summary['dataset']}; "
              f"evaluated {summary['evaluated']}/{summary['samples']}, skipped {summary['skipped_missing_video']} "
@@ -171,7 +181,8 @@ def _table(summary: dict, path: Path) -> None:
     for kind, m in summary["metrics"].items():
         for k, v in m.items():
             if k != "samples":
-                lines.append(f"| {kind} | {m['samples']} | {k} | {v:.4f} |" if isinstance(v, float) else
+                lines.append(f"| {kind} | {m['samples']} | **{k}** | **{v:.4f}** |" if k in HEADLINE and v is not None else
+                             f"| {kind} | {m['samples']} | {k} | {v:.4f} |" if isinstance(v, float) else
                              f"| {kind} | {m['samples']} | {k} | {v} |")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -49,6 +49,31 @@ def _state_policy_steps(cfg: DictConfig, env: str, demos: Path, run_dir: Path) -
     return collect, train
 
 
+def _listing(items) -> str:
+    return "[" + ",".join(str(i) for i in (items if not isinstance(items, str) else [items])) + "]"
+
+
+def _loop_demos(cfg: DictConfig, out: Path, log: list) -> list[Path]:
+    """Collect the closed loop's own demos (loop_demos): per task and condition, `collect loop=true` with the
+    skill expert, colours cycled, the condition's perturbation."""
+    spec = OmegaConf.to_container(cfg.get("loop_demos") or {}, resolve=True)
+    library = OmegaConf.to_container(cfg.get("loop_perturbations") or {}, resolve=True)
+    paths = []
+    for env, conds in spec.items():
+        for j, (cond, n) in enumerate(conds.items()):
+            if cond != "none" and cond not in library:
+                raise EmbodiedError(f"loop_demos.{env}: condition '{cond}' is neither none nor one of "
+                                    f"loop_perturbations {sorted(library)}")
+            path = out / "demos" / f"loop_{env.split('/')[-1]}_{cond}.hdf5"
+            pert = "null" if cond == "none" else json.dumps(library[cond]).replace('"', "")
+            _step(log, f"collect {path.name}", path.exists(), lambda env=env, n=n, j=j, path=path, pert=pert: _job(
+                "collect", [f"env={env}", f"n={n}", f"seed={int(cfg.loop_seed) + 1120 * j}", f"out={path}",
+                            "video=false", "expert=skill", "loop=true", "env.variety=cycle",
+                            f"env.perturbation={pert}", f"workers={cfg.loop_workers}"]))
+            paths.append(path)
+    return paths
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import save_config
     from embodied.io import write_json
@@ -69,14 +94,19 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                   lambda env=env, path=path, n=n, seed=seed: _job("collect", [f"env={env}", f"n={n}", f"out={path}",
                                                                               f"seed={seed}", "video=false",
                                                                               f"noise={cfg.demo_noise}"]))
+    loop = _loop_demos(cfg, out, log)
     corpus = out / "corpus" / "egocot.jsonl"
+    camera = [] if cfg.get("planner_camera") is None else [f"camera={_listing(cfg.planner_camera)}"]
     _step(log, "planning corpus", corpus.exists(),
-          lambda: _job("corpus", [f"demos=[{','.join(str(p) for p in demos.values())}]", f"out={corpus.parent}"]))
+          lambda: _job("corpus", [f"demos={_listing([*demos.values(), *loop])}", f"out={corpus.parent}", *camera]))
     common = [f"data={corpus}", f"seed={cfg.seed}", f"model={cfg.model}"]
-    stages = [("lm", [f"steps={cfg.steps.lm}"]),
+    if cfg.get("planner_camera") is not None and not isinstance(cfg.planner_camera, str):
+        common.append(f"model.vision.views={len(cfg.planner_camera)}")
+    stages = [("lm", [f"steps={cfg.steps.lm}", f"recolour={cfg.recolour}"]),
               ("align", [f"steps={cfg.steps.align}", f"model.llm.pretrained={out / 'lm' / 'checkpoint'}",
                          "model.vision.freeze=false"]),
-              ("plan", [f"steps={cfg.steps.plan}", f"init={out / 'align' / 'checkpoint'}", "bundle=true"])]
+              ("plan", [f"steps={cfg.steps.plan}", f"init={out / 'align' / 'checkpoint'}", "bundle=true",
+                        f"recolour={cfg.recolour}"])]
     for stage, extra in stages:
         _step(log, f"train-planner {stage}", (out / stage / "summary.json").exists(),
               lambda stage=stage, extra=extra: _job("train-planner", [f"stage={stage}", f"out={out / stage}", *common, *extra]))
@@ -117,6 +147,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                   "planner.type=egpt", f"planner.path={planner}", f"n={cfg.eval_episodes}", f"out={target}",
                   "seed=90000", "video=false", f"env.horizon={cfg.eval_horizon}", "env.perturbation=null"]))
         results[f"loop_{name}"] = json.loads((target / "summary.json").read_text())
+    for env in cfg.loop_eval.tasks:  # the planner itself, scored against the simulator (skill controller)
+        name = env.split("/")[-1]
+        target = out / "eval_loop_planner" / name
+        _step(log, f"eval-loop {name}", (target / "summary.json").exists(),
+              lambda env=env, target=target: _job("eval-loop", [
+                  f"env={env}", f"planners=[egpt:{planner}]", f"conditions={_listing(cfg.loop_eval.conditions)}",
+                  f"n={cfg.loop_eval.n}", f"workers={cfg.loop_workers}", "video_episodes=1", f"out={target}"]))
+        results[f"eval_loop_{name}"] = json.loads((target / "summary.json").read_text())
     summary = {"out": str(out), "planner": str(planner), "steps": log, "results": results}
     write_json(out / "pipeline.json", summary)
     print(json.dumps({"pipeline": str(out / "pipeline.json"), "planner": str(planner)}))

@@ -148,11 +148,11 @@ def _save(ckpt: Path, model, save: Callable, opt, sched, step: int) -> None:
 
 
 # -- stage lm: the tiny LLM's pretraining --------------------------------------------------------
-def _lm_texts(dataset) -> list[str]:
+def _lm_texts(dataset, recolour: int = 0) -> list[str]:
     """Every (prompt, answer) text the later stages train on, without the video."""
     from embodied.modeling import TEMPLATE, VIDEO_TOKEN
 
-    pairs = training_pairs(dataset, "align") + training_pairs(dataset, "plan")
+    pairs = training_pairs(dataset, "align") + training_pairs(dataset, "plan", recolour)
     return sorted({TEMPLATE.replace(VIDEO_TOKEN, "").format(prompt=p["prompt"]) + p["answer"] for p in pairs})
 
 
@@ -162,7 +162,7 @@ def _lm_setup(cfg, dataset, resume_dir: Path | None):
     from embodied.modeling import LLMConfig, llama_config, load_hf
     from embodied.tokenizer import train_tokenizer
 
-    texts = _lm_texts(dataset)
+    texts = _lm_texts(dataset, int(cfg.recolour))
     if resume_dir is not None:
         tok = load_hf(AutoTokenizer, str(resume_dir), "resume")
         model = load_hf(LlamaForCausalLM, str(resume_dir), "resume")
@@ -218,11 +218,13 @@ def build_model(cfg, start_from: Path | None):
     return load_model(start_from, cfg=mcfg)
 
 
-def training_pairs(dataset, stage: str) -> list[dict]:
+def training_pairs(dataset, stage: str, recolour: int = 0) -> list[dict]:
     """(sample, prompt, answer, E-former text) items. Stage plan mixes the plans with the corpus's yes/no
     success-detection questions. A plan after a re-plan of the loop is asked with the experience the agent
     wrote; a fifth of the other plan questions come with a spent-budget experience for the step in progress
-    (as a re-plan after a missed "done" does), so that the planner reads past that line."""
+    (as a re-plan after a missed "done" does), so that the planner reads past that line. `recolour` adds that
+    many copies of each plan that names palette colours, the colours permuted in its instruction, experience
+    and plan alike (the clip unchanged)."""
     import zlib
 
     from embodied.datasets.corpus import experience_budget
@@ -241,18 +243,43 @@ def training_pairs(dataset, stage: str) -> list[dict]:
             first = steps.split("Step 1: ", 1)[-1].split(".", 1)[0] if "Step 1: " in steps else ""
             if not experience and first and h % 5 == 0:
                 experience = experience_budget(1 + h // 5 % 3, first, 81 + h // 15 % 6)
-            items.append({"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
-                          "etext": s["instruction"]})
+            item = {"i": i, "prompt": plan_prompt(s["instruction"], experience), "answer": s["planning"],
+                    "etext": s["instruction"]}
+            items.append(item)
+            items += recoloured(item, recolour, h)
         for qa in s["qa"]:
             items.append({"i": i, "prompt": qa["question"], "answer": qa["answer"], "etext": qa["question"]})
     return items
 
 
+def recoloured(item: dict, copies: int, seed: int) -> list[dict]:
+    """`copies` versions of a plan item with the palette's colour names permuted in every text. The tiny
+    planner otherwise learns which colours the demos' bottom cubes had, not to read the instruction: with 8
+    colours, 56 ordered pairs, each seen in a handful of demos, a prior wins over copying (docs/BENCHMARKS.md).
+    The clip keeps its colours, so this teaches that a plan's object names come from the instruction."""
+    import re
+
+    from embodied.envs.base import PALETTE
+
+    names = list(PALETTE)
+    pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
+    texts = (item["prompt"], item["answer"], item["etext"])
+    if copies <= 0 or not any(pattern.search(t) for t in texts):
+        return []
+    rng = np.random.default_rng([seed, 7])
+    out = []
+    for _ in range(copies):
+        swap = dict(zip(names, rng.permutation(names)))
+        p, a, e = (pattern.sub(lambda m: swap[m.group(1)], t) for t in texts)
+        out.append({**item, "prompt": p, "answer": a, "etext": e})
+    return out
+
+
 class _Items:
     """Training items with their clips loaded on access."""
 
-    def __init__(self, dataset, stage: str):
-        self.dataset, self.items = dataset, training_pairs(dataset, stage)
+    def __init__(self, dataset, stage: str, recolour: int = 0):
+        self.dataset, self.items = dataset, training_pairs(dataset, stage, recolour)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -284,7 +311,7 @@ def _vl_setup(cfg, dataset, resume_dir: Path | None):
     def save(m, path, extra):
         save_model(m, path, bundle=bool(cfg.bundle), extra=extra)
 
-    return model, save, step_fn, _Items(dataset, cfg.stage)
+    return model, save, step_fn, _Items(dataset, cfg.stage, int(cfg.recolour))
 
 
 def _plan_check(model, dataset, n: int) -> float:
