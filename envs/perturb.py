@@ -1,11 +1,9 @@
 """Perturbations for failure and recovery studies, applied from inside the env and recorded in info.
 
-cfg: {kind: drop | displace | push, at_step: int | null, at_subgoal: int | str | null, at_height: float | null,
-      delay: int, duration: int, offset: [x, y, z] (displace), force: [x, y, z] (push, newtons)}
+cfg: {kind: drop | displace | push, at_step: int | null, at_subgoal: int | str | null, delay: int,
+      duration: int, offset: [x, y, z] (displace), force: [x, y, z] (push, newtons)}
 `at_subgoal` is a sub-goal index or the first word of a sub-goal ("lift"); the perturbation fires
-`delay` steps after that sub-goal first becomes current. `at_height` fires (after `delay` more steps) once the
-task's main object has risen that many metres above where it started: "drop the cube 2 cm up", whatever pace
-the controller lifts at (Lift succeeds at 4 cm, so a drop timed by the sub-goal can come too late there).
+`delay` steps after that sub-goal first becomes current.
 """
 from __future__ import annotations
 
@@ -24,17 +22,14 @@ class PerturbationWrapper(gym.Wrapper):
         self.kind = self.cfg.get("kind")
         if self.kind not in KINDS:
             raise EmbodiedError(f"env.perturbation.kind: unknown '{self.kind}'; expected one of {list(KINDS)}")
-        if all(self.cfg.get(k) is None for k in ("at_step", "at_subgoal", "at_height")):
-            raise EmbodiedError("env.perturbation: set at_step, at_subgoal or at_height")
+        if self.cfg.get("at_step") is None and self.cfg.get("at_subgoal") is None:
+            raise EmbodiedError("env.perturbation: set at_step or at_subgoal")
         self.duration = int(self.cfg.get("duration", 10 if self.kind == "drop" else 5))
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self._check_target(info)
         self._t, self._fired_at, self._entered_at = 0, None, None
-        if self.cfg.get("at_height") is not None:
-            self.env.unwrapped._main_free_joint()  # a task without a free object fails here, with the reason
-            self._z0 = self._height()
         self._track(info)
         return obs, self._record(info)
 
@@ -55,19 +50,9 @@ class PerturbationWrapper(gym.Wrapper):
         self._track(info)
         return obs, reward, terminated, truncated, self._record(info)
 
-    def _height(self) -> float:
-        _, d = self.env.unwrapped._mj()
-        return float(d.xpos[self.env.unwrapped._main_body()][2])
-
     def _track(self, info: dict) -> None:
-        if self._entered_at is not None:
-            return
-        if self.cfg.get("at_height") is not None:
-            if self._height() - self._z0 >= float(self.cfg["at_height"]):
-                self._entered_at = self._t
-            return
         target = self.cfg.get("at_subgoal")
-        if target is None:
+        if target is None or self._entered_at is not None:
             return
         index = info["subgoal_index"]
         hit = index == target if isinstance(target, int) else info["subgoal"].split()[0] == str(target)
