@@ -64,11 +64,11 @@ def next_question(task: str, subgoals: Sequence[str], index: int) -> dict:
 
 
 def transition_questions(subgoals: Sequence[str], indices: np.ndarray,
-                         offsets: Sequence[int] = (-5, -2, 1, 3, 6)) -> dict[int, list[dict]]:
+                         offsets: Sequence[int] = (-5, -2, 1, 3, 6, 10, 16)) -> dict[int, list[dict]]:
     """Yes/no questions at frames around every change of the simulator's sub-goal index, labelled by the index
     at that frame: a few steps before a step completes it is not done yet (the hard negative); after it
-    completes it is done, and the next one not; after a regression (a drop) the steps undone are no longer
-    done. Whichever step the agent would be asking about then (in progress, just finished, just undone)."""
+    completes it is done, and the next one not, up to 16 steps on (a late detector sees the step held); after
+    a regression (a drop) the steps undone are no longer done. Whichever step the agent would be asking about then (in progress, just finished, just undone)."""
     best = np.maximum.accumulate(indices)  # the furthest the episode had got by each step
     changes = [t for t in range(1, len(indices)) if indices[t] != indices[t - 1]]
     out: dict[int, list[dict]] = {}
@@ -115,6 +115,35 @@ def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Seq
     return out
 
 
+def held_points(subgoals: Sequence[str], indices: np.ndarray, agent_log: Sequence[dict],
+                after: Sequence[int] = (12, 24)) -> list[tuple[int, str]]:
+    """(step, experience) where the loop was still doing a step the simulator says is finished (its detector
+    late), `after` steps into each such stretch: the spent-budget line the agent writes when the lateness
+    lasts. The answer is the plan that remains from the simulator's index (after a placed cube: release)."""
+    current, steps, k = [], [], 0
+    events = {}
+    for e in agent_log:
+        events.setdefault(e["t"], []).append(e)
+    for t in range(len(indices)):
+        for e in events.get(t, []):
+            if e["event"] in ("plan", "replan") and e.get("plan"):
+                steps, k = e["plan"], 0
+            elif e["event"] == "done" and steps:
+                k = min(k + 1, len(steps) - 1)
+        current.append((k, steps[k]) if steps else None)
+    out, start = [], None
+    for t, cur in enumerate(current + [None]):
+        held = cur is not None and cur[1] in subgoals and indices[t] > subgoals.index(cur[1])
+        if held and start is None:
+            start = t
+        elif not held and start is not None:
+            k, step = current[start]
+            out += [(start + dt, experience_budget(k + 1, step, 84)) for dt in after
+                    if start + dt < t and current[start + dt] == (k, step)]
+            start = None
+    return out
+
+
 def sample_points(indices: np.ndarray, per_segment: int) -> list[int]:
     """Steps to cut clips at: the start of the episode and `per_segment` points spread over every
     sub-goal segment (its start included), so each remaining-plan length is represented."""
@@ -155,6 +184,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                 entries += [(t, experience, []) for t, experience in regression_points(subgoals, indices)]
                 if log:
                     entries += [(t, experience, []) for t, experience in replan_points(log, len(indices))]
+                    entries += [(t, experience, []) for t, experience in held_points(subgoals, indices, log)]
                     entries += [(t, None, qa) for t, qa in sorted(transition_questions(subgoals, indices).items())]
                 clips: dict[int, str] = {}
                 for t, experience, qa in entries:

@@ -12,6 +12,7 @@ visual tokens in its prompt (it sees only the text), the oracle takes the sub-go
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +40,37 @@ class Planner:
 
 
 class OraclePlanner(Planner):
-    """The simulator's sub-goals from the current one on, and its own progress labels: isolates control."""
+    """The simulator's sub-goals from the current one on, and its own progress labels: isolates control.
+
+    `lag` > 0 makes it a slower detector, for demos: a finished step is still called not done for up to
+    `lag` checks (drawn per instruction and step, so an episode gets the same lags whatever the worker),
+    while the controller goes on doing it. A learned detector is that late at times; its training clips must
+    show a finished step being held. An undone step (a drop) is reported at once."""
 
     name = "oracle"
+
+    def __init__(self, lag: int = 0):
+        if lag < 0:
+            raise EmbodiedError(f"oracle lag: expected a number of checks >= 0, got {lag}")
+        self.lag = int(lag)
+        self._seen: dict[str, int] = {}  # sub-goal -> consecutive checks it has been done for
 
     def plan(self, video, instruction, info=None):
         if info is None or "subgoals" not in info:
             raise EmbodiedError("the oracle planner needs the env's info (subgoals, subgoal_index)")
+        self._instruction = instruction
         return Plan.from_subgoals(instruction, list(info["subgoals"])[int(info["subgoal_index"]):])
 
     def is_done(self, video, subgoal, info=None):
         subgoals = list(info["subgoals"])
         if subgoal not in subgoals:
             return False
-        return bool(info["success"]) or int(info["subgoal_index"]) > subgoals.index(subgoal)
+        done = bool(info["success"]) or int(info["subgoal_index"]) > subgoals.index(subgoal)
+        if not self.lag:
+            return done
+        self._seen[subgoal] = self._seen.get(subgoal, 0) + 1 if done else 0
+        lag = zlib.crc32(f"{getattr(self, '_instruction', '')}|{subgoal}".encode()) % (self.lag + 1)
+        return self._seen[subgoal] > lag
 
 
 class EmbodiedGPTPlanner(Planner):

@@ -11,14 +11,18 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
             "state_policy.eval_every=1", "state_policy.workers=1", "n_demos=2",
             "n_heldout=1", "steps.lm=3", "steps.align=2", "steps.plan=2", "policy_epochs=1", "policy_eval_every=1",
             "eval_episodes=1", "eval_horizon=10", "policy_aug_views=1",
-            "~loop_demos", "+loop_demos={robosuite/lift: {none: 1, drop_lift: 1}}", "loop_eval.tasks=[robosuite/lift]",
+            "~loop_demos", "+loop_demos={robosuite/lift: {none: 1, drop_lift: 1, late: 1}}", "loop_eval.tasks=[robosuite/lift]",
             "loop_eval.conditions=[none]", "loop_eval.n=1", "recolour=1"]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     p = json.loads((tmp_path / "pipeline.json").read_text())
     names = [s["step"] for s in p["steps"]]
     assert names[:2] == ["collect lift.hdf5", "collect lift_heldout.hdf5"] and "train-planner plan" in names
-    assert {"collect loop_lift_none.hdf5", "collect loop_lift_drop_lift.hdf5"} <= set(names)  # the loop's own demos
+    assert {"collect loop_lift_none.hdf5", "collect loop_lift_drop_lift.hdf5", "collect loop_lift_late.hdf5"} <= set(names)
+    import h5py  # the loop's own demos; `late` is the oracle's lag, not a perturbation of the env
+
+    with h5py.File(tmp_path / "demos" / "loop_lift_late.hdf5") as f:
+        assert "perturbation" not in f["data/demo_0"].attrs and "agent_log" in f["data/demo_0"].attrs
     corpus = [json.loads(line) for line in open(tmp_path / "corpus" / "egocot.jsonl")]
     assert any(r.get("qa_only") for r in corpus) and any(r["id"].startswith("loop_lift_none/") for r in corpus)
     assert {"eval_plan_egpt", "eval_plan_blind", "loop_lift", "loop_stack", "eval_loop_lift"} <= set(p["results"])

@@ -117,3 +117,35 @@ def test_loop_demos_teach_replans_and_done_around_transitions(tmp_path):
     assert len(more) == 3 * len(plans)
     pairs = {(it["etext"], it["answer"].split(". Plan:")[0]) for it in more}
     assert all(a == f"Task: {e}" for e, a in pairs) and len({e for e, _ in pairs}) > 1
+
+
+def test_late_oracle_demos_show_held_steps(tmp_path):
+    """collect loop=true oracle_lag=N: the oracle calls finished steps done up to N checks late, the skill expert
+    holds them meanwhile; the corpus asks the budget re-plan the loop would make then, answered from the
+    simulator's index (the step after the held one), and labels the held frames' questions from the simulator."""
+    import h5py
+
+    demos = tmp_path / "lift.hdf5"
+    base = ["collect", "env=robosuite/lift", "expert=skill", "loop=true", "n=1", "seed=0", "env.cameras=[robot0_eye_in_hand]",
+            "env.height=48", "env.width=48", "video=false", f"out={demos}"]
+    r = run_cli(*base, "oracle_lag=-1")
+    assert r.returncode == 2 and "oracle_lag: expected a number of checks >= 0, got -1" in r.stderr and not demos.exists()
+    r = run_cli(*base, "oracle_lag=5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(demos) as f:
+        g = f["data/demo_0"]
+        log, indices, subgoals = json.loads(g.attrs["agent_log"]), g["subgoal_index"][()], json.loads(g.attrs["subgoals"])
+    done_at = {e["subgoal"]: e["t"] for e in log if e["event"] == "done"}
+    finished_at = {subgoals[j]: int(np.argmax(indices > j)) for j in range(len(subgoals) - 1)}
+    late = [s for s in done_at if done_at[s] - finished_at[s] > 6]  # later than the next check would have seen it
+    assert late, (done_at, finished_at)
+    r = run_cli("corpus", f"demos=[{demos}]", f"out={tmp_path / 'c'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ds = EgoCOTDataset(tmp_path / "c" / "egocot.jsonl")
+    held = [s for s in ds.samples if "not done after 84" in (s["experience"] or "")]
+    assert held
+    for s in held:
+        at = int(s["id"].split("/t")[1].split("/")[0])
+        step = s["experience"].split("'")[1]
+        assert finished_at[step] < at < done_at[step]  # the step was finished and still being done
+        assert parse_plan(s["planning"]).subgoals[0].text == subgoals[indices[at]] == subgoals[subgoals.index(step) + 1]

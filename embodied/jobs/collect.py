@@ -28,7 +28,8 @@ def env_args(env, env_cfg: dict) -> dict:
 def _demonstrator(cfg: DictConfig, env_cfg: dict):
     """() -> the expert, or with loop=true the closed loop around it: the simulator's sub-goals as the
     plan, checked every few steps, failures and re-plans as the agent makes them. Such demos show the loop's
-    own pace (a finished step held until the check sees it, the re-plan after a perturbation)."""
+    own pace (a finished step held until the check sees it, the re-plan after a perturbation); oracle_lag
+    holds finished steps longer, as a slow learned detector does."""
     def expert():
         return make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise), kind=str(cfg.expert))
 
@@ -39,7 +40,7 @@ def _demonstrator(cfg: DictConfig, env_cfg: dict):
 
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
     agent_cfg.camera = agent_cfg.camera or env_cfg["cameras"][-1]
-    return lambda: EmbodiedAgent(OraclePlanner(), expert(), agent_cfg)
+    return lambda: EmbodiedAgent(OraclePlanner(lag=int(cfg.oracle_lag)), expert(), agent_cfg)
 
 
 def run(cfg: DictConfig, default_dir: Path) -> Path:
@@ -54,6 +55,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
     if cfg.loop and not env_cfg.get("cameras"):
         raise EmbodiedError("loop=true: the loop watches a camera; env.cameras is empty")
+    if int(cfg.oracle_lag) < 0:
+        raise EmbodiedError(f"oracle_lag: expected a number of checks >= 0, got {cfg.oracle_lag}")
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
     try:
         make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # and on a bad expert

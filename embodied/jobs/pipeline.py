@@ -55,7 +55,7 @@ def _listing(items) -> str:
 
 def _loop_demos(cfg: DictConfig, out: Path, log: list) -> list[Path]:
     """Collect the closed loop's own demos (loop_demos): per task and condition, `collect loop=true` with the
-    skill expert, colours cycled, the condition's perturbation."""
+    skill expert, colours cycled, the condition's perturbation (its `lag`: the oracle's, see OraclePlanner)."""
     spec = OmegaConf.to_container(cfg.get("loop_demos") or {}, resolve=True)
     library = OmegaConf.to_container(cfg.get("loop_perturbations") or {}, resolve=True)
     paths = []
@@ -65,11 +65,13 @@ def _loop_demos(cfg: DictConfig, out: Path, log: list) -> list[Path]:
                 raise EmbodiedError(f"loop_demos.{env}: condition '{cond}' is neither none nor one of "
                                     f"loop_perturbations {sorted(library)}")
             path = out / "demos" / f"loop_{env.split('/')[-1]}_{cond}.hdf5"
-            pert = "null" if cond == "none" else json.dumps(library[cond]).replace('"', "")
-            _step(log, f"collect {path.name}", path.exists(), lambda env=env, n=n, j=j, path=path, pert=pert: _job(
+            spec_j = dict(library.get(cond) or {})
+            lag = int(spec_j.pop("lag", 0))  # the oracle's detector lag, not the env's perturbation
+            pert = json.dumps(spec_j).replace('"', "") if spec_j else "null"
+            _step(log, f"collect {path.name}", path.exists(), lambda env=env, n=n, j=j, path=path, pert=pert, lag=lag: _job(
                 "collect", [f"env={env}", f"n={n}", f"seed={int(cfg.loop_seed) + 1120 * j}", f"out={path}",
                             "video=false", "expert=skill", "loop=true", "env.variety=cycle",
-                            f"env.perturbation={pert}", f"workers={cfg.loop_workers}"]))
+                            f"env.perturbation={pert}", f"oracle_lag={lag}", f"workers={cfg.loop_workers}"]))
             paths.append(path)
     return paths
 
