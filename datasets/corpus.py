@@ -165,6 +165,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
     for path in demo_paths:
         path = Path(path)
         with open_demo_file(path) as f:
+            task = _task_name(f, path)
             for name in tqdm(demo_names(f, subset), desc=f"corpus {path.name}", leave=False):
                 g = f["data"][name]
                 if camera is None or isinstance(camera, str):
@@ -200,7 +201,7 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                     tag = "/qa" if experience is None else f"/replan{zlib.crc32(experience.encode())}" if experience else ""
                     rec = {"id": f"{path.stem}/{name}/t{t}{tag}", "image": clips[t], "instruction": instruction,
                            "caption": describe(subgoals, k), "planning": format_plan(instruction, subgoals[k:]),
-                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam}
+                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam, "task": task}
                     if experience is None:
                         rec["qa_only"] = True
                     elif experience:
@@ -212,6 +213,14 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     return out
+
+
+def _task_name(f, path: Path) -> str:
+    """The env task a demo file holds (its loop and held-out variants share it), for per-task balancing."""
+    try:
+        return str(json.loads(f["data"].attrs["embodied_env"])["task"])
+    except (KeyError, ValueError, TypeError):
+        return path.stem
 
 
 def labelled_frames(path: Path, name: str, g, camera: str | None):

@@ -117,7 +117,7 @@ class EgoCOTDataset(torch.utils.data.Dataset):
     "qa" (our generated corpus only) lists {"question", "answer"} pairs about the clip, such as the
     success-detection questions the agent asks about its execution video; "experience" is the failure the
     agent wrote before re-planning from this clip (its plan then answers the re-plan prompt); "qa_only"
-    marks clips that carry questions but no plan to learn.
+    marks clips that carry questions but no plan to learn; "task" names the env task the clip comes from.
 
     `min_score` drops low-quality samples (EgoCOT scores its machine-written plans with CLIP).
     """
@@ -146,7 +146,8 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                                      "planning": str(r["planning"]), "instruction": str(r.get("instruction", "")),
                                      "score": score, "id": str(r.get("id", f"{p.stem}:{i}")),
                                      "qa": list(r.get("qa", [])), "experience": str(r.get("experience", "")),
-                                     "qa_only": bool(r.get("qa_only", False)), "camera": r.get("camera")})
+                                     "qa_only": bool(r.get("qa_only", False)), "camera": r.get("camera"),
+                                     "task": r.get("task")})
 
     def __len__(self) -> int:
         return len(self.samples)

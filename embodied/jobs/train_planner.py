@@ -218,13 +218,13 @@ def build_model(cfg, start_from: Path | None):
     return load_model(start_from, cfg=mcfg)
 
 
-def training_pairs(dataset, stage: str, recolour: int = 0) -> list[dict]:
+def training_pairs(dataset, stage: str, recolour: int = 0, balance: bool = False) -> list[dict]:
     """(sample, prompt, answer, E-former text) items. Stage plan mixes the plans with the corpus's yes/no
     success-detection questions. A plan after a re-plan of the loop is asked with the experience the agent
     wrote; a fifth of the other plan questions come with a spent-budget experience for the step in progress
     (as a re-plan after a missed "done" does), so that the planner reads past that line. `recolour` adds that
     many copies of each plan that names palette colours, the colours permuted in its instruction, experience
-    and plan alike (the clip unchanged)."""
+    and plan alike (the clip unchanged). `balance`: see balanced()."""
     import zlib
 
     from embodied.datasets.corpus import experience_budget
@@ -249,7 +249,20 @@ def training_pairs(dataset, stage: str, recolour: int = 0) -> list[dict]:
             items += recoloured(item, recolour, h)
         for qa in s["qa"]:
             items.append({"i": i, "prompt": qa["question"], "answer": qa["answer"], "etext": qa["question"]})
-    return items
+    return balanced(items, [s.get("task") for s in dataset.samples]) if balance and stage == "plan" else items
+
+
+def balanced(items: list[dict], tasks: list) -> list[dict]:
+    """The items with each task's repeated round(mean / its count) times (at least once): the closed loop's
+    own demos make Stack and Lift ten times the other tasks, whose plans then fell to the cube tasks' prior
+    (a drawer "grasped" and "lifted", docs/BENCHMARKS.md). Samples with no task form one group."""
+    counts: dict = {}
+    for it in items:
+        counts[tasks[it["i"]]] = counts.get(tasks[it["i"]], 0) + 1
+    if len(counts) < 2:
+        return items
+    mean = len(items) / len(counts)
+    return [it for it in items for _ in range(max(1, round(mean / counts[tasks[it["i"]]])))]
 
 
 def recoloured(item: dict, copies: int, seed: int) -> list[dict]:
@@ -278,8 +291,8 @@ def recoloured(item: dict, copies: int, seed: int) -> list[dict]:
 class _Items:
     """Training items with their clips loaded on access."""
 
-    def __init__(self, dataset, stage: str, recolour: int = 0):
-        self.dataset, self.items = dataset, training_pairs(dataset, stage, recolour)
+    def __init__(self, dataset, stage: str, recolour: int = 0, balance: bool = False):
+        self.dataset, self.items = dataset, training_pairs(dataset, stage, recolour, balance)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -311,7 +324,7 @@ def _vl_setup(cfg, dataset, resume_dir: Path | None):
     def save(m, path, extra):
         save_model(m, path, bundle=bool(cfg.bundle), extra=extra)
 
-    return model, save, step_fn, _Items(dataset, cfg.stage, int(cfg.recolour))
+    return model, save, step_fn, _Items(dataset, cfg.stage, int(cfg.recolour), bool(cfg.balance_tasks))
 
 
 def _plan_check(model, dataset, n: int) -> float:
