@@ -40,6 +40,11 @@ def experience_regressed(step: int, current: str, undone: str) -> str:
     return f"Step {step} '{current}' failed: '{undone}' is no longer done."
 
 
+# The step count of the spent-budget experiences the corpus writes (regression_points, held_points): the agent
+# writes its own count at the first check past AgentConfig.subgoal_budget (80, checks every 6 steps: 81-86).
+BUDGET_STEPS = 84
+
+
 def experience_budget(step: int, current: str, steps: int) -> str:
     """What the agent writes when a step's budget is spent."""
     return f"Step {step} '{current}' failed: not done after {steps} steps."
@@ -110,7 +115,7 @@ def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Seq
                     k, top = int(indices[t + dt]), int(best[t + dt])
                     out += [(t + dt, experience_regressed(c + 1, subgoals[c], subgoals[c - 1]))
                             for c in range(k + 1, min(top, len(subgoals) - 1) + 1)]
-                    out.append((t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], 84)))
+                    out.append((t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], BUDGET_STEPS)))
         t = end
     return out
 
@@ -138,7 +143,7 @@ def held_points(subgoals: Sequence[str], indices: np.ndarray, agent_log: Sequenc
             start = t
         elif not held and start is not None:
             k, step = current[start]
-            out += [(start + dt, experience_budget(k + 1, step, 84)) for dt in after
+            out += [(start + dt, experience_budget(k + 1, step, BUDGET_STEPS)) for dt in after
                     if start + dt < t and current[start + dt] == (k, step)]
             start = None
     return out
@@ -177,9 +182,11 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                 subgoals, indices = json.loads(g.attrs["subgoals"]), g["subgoal_index"][()]
                 instruction = str(g.attrs["instruction"])
                 log = json.loads(g.attrs.get("agent_log", "[]"))  # demos collected with loop=true
-                # (t, experience, questions): a plan and questions at the sample points; after each re-plan of
-                # the loop, the plan that remains given the experience it wrote; around every sub-goal
-                # transition (dense), questions only (experience None).
+                # (t, experience, questions): a plan and questions at the sample points; after each regression
+                # of the simulator's index, the plan that remains given each experience the agent could have
+                # written; with a loop log: after each re-plan of the loop, the plan that remains given the
+                # experience it wrote, the same where the loop still held a finished step (held_points), and
+                # around every sub-goal transition (dense), questions only (experience None).
                 entries = [(t, "", done_questions(subgoals, int(indices[t])) + [next_question(instruction, subgoals, int(indices[t]))])
                            for t in sample_points(indices, per_segment)]
                 entries += [(t, experience, []) for t, experience in regression_points(subgoals, indices)]

@@ -58,6 +58,7 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one line and flush it to disk, so a killed run keeps every finished record."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # as write_json/write_jsonl do (atomic_path)
     with open(path, "a") as f:
         f.write(json.dumps(record, default=str) + "\n")
         f.flush()

@@ -125,10 +125,15 @@ def plan_exact(pred: Plan, ref: Plan) -> bool:
     return [s.text.lower() for s in pred.subgoals] == [s.text.lower() for s in ref.subgoals]
 
 
+def colour_pattern(colours: Sequence[str]) -> re.Pattern:
+    """Any of `colours` as a whole word; group 1 is the colour."""
+    return re.compile(r"\b(" + "|".join(map(re.escape, colours)) + r")\b")
+
+
 def colour_correct(pred: Plan, ref: Plan, colours: Sequence[str]) -> bool | None:
     """The colour words of the plan's steps, in order, are the reference's (None when the reference names
     none): a plan that stacks onto a cube that is not there fails here whatever its other words."""
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, colours)) + r")\b")
+    pattern = colour_pattern(colours)
 
     def mentions(plan: Plan) -> list[str]:
         return [c for s in plan.subgoals for c in pattern.findall(s.text.lower())]

@@ -54,6 +54,7 @@ class OraclePlanner(Planner):
             raise EmbodiedError(f"oracle lag: expected a number of checks >= 0, got {lag}")
         self.lag = int(lag)
         self._seen: dict[str, int] = {}  # sub-goal -> consecutive checks it has been done for
+        self._instruction = ""  # of the last plan: with the sub-goal, what each step's lag is drawn from
 
     def plan(self, video, instruction, info=None):
         if info is None or "subgoals" not in info:
@@ -69,7 +70,7 @@ class OraclePlanner(Planner):
         if not self.lag:
             return done
         self._seen[subgoal] = self._seen.get(subgoal, 0) + 1 if done else 0
-        lag = zlib.crc32(f"{getattr(self, '_instruction', '')}|{subgoal}".encode()) % (self.lag + 1)
+        lag = zlib.crc32(f"{self._instruction}|{subgoal}".encode()) % (self.lag + 1)
         return self._seen[subgoal] > lag
 
 

@@ -78,7 +78,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         env_cfg = {**OmegaConf.to_container(cfg.env, resolve=True), "perturbation": perturbation}
         for name, kind, path in specs:
             sub = out / cond / name
-            sub.mkdir(parents=True, exist_ok=True)
             cell_cfg = OmegaConf.create({"policy": OmegaConf.to_container(cfg.policy, resolve=True),
                                          "planner": {"type": kind, "path": path},
                                          "agent": OmegaConf.to_container(cfg.agent, resolve=True),

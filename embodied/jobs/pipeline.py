@@ -131,7 +131,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                   f"eval_horizon={cfg.eval_horizon}", f"aug_views={cfg.policy_aug_views}"]))
     simqa = out / "simqa" / "simqa.jsonl"
     _step(log, "simulated planning-QA (held-out seeds)", simqa.exists(),
-          lambda: _job("simqa", [f"demos=[{','.join(str(p) for p in heldout.values())}]", f"out={simqa.parent}",
+          lambda: _job("simqa", [f"demos={_listing(heldout.values())}", f"out={simqa.parent}",
                                  f"seed={cfg.seed}", "explain_episodes=2"]))
     results = {}
     for kind in ("egpt", "blind"):

@@ -270,12 +270,11 @@ def recoloured(item: dict, copies: int, seed: int) -> list[dict]:
     planner otherwise learns which colours the demos' bottom cubes had, not to read the instruction: with 8
     colours, 56 ordered pairs, each seen in a handful of demos, a prior wins over copying (docs/BENCHMARKS.md).
     The clip keeps its colours, so this teaches that a plan's object names come from the instruction."""
-    import re
-
     from embodied.envs.base import PALETTE
+    from embodied.planners.metrics import colour_pattern
 
     names = list(PALETTE)
-    pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
+    pattern = colour_pattern(names)
     texts = (item["prompt"], item["answer"], item["etext"])
     if copies <= 0 or not any(pattern.search(t) for t in texts):
         return []
