@@ -59,7 +59,7 @@ class OraclePlanner(Planner):
     def plan(self, video, instruction, info=None):
         if info is None or "subgoals" not in info:
             raise EmbodiedError("the oracle planner needs the env's info (subgoals, subgoal_index)")
-        self._instruction = instruction
+        self._instruction, self._seen = instruction, {}  # a new plan (or episode): counts start again
         return Plan.from_subgoals(instruction, list(info["subgoals"])[int(info["subgoal_index"]):])
 
     def is_done(self, video, subgoal, info=None):

@@ -56,6 +56,7 @@ def test_corpus_from_demos(lift_demos, tmp_path):
     ds = EgoCOTDataset(tmp_path / "c" / "egocot.jsonl")
     recs = [json.loads(l) for l in open(tmp_path / "c" / "egocot.jsonl")]
     assert len(ds) == len(recs) >= 3 * 3
+    assert {r["task"] for r in recs} == {"Lift"} and ds.samples[0]["task"] == "Lift"  # what balance_tasks groups by
     lengths = set()
     for rec in recs:
         plan = parse_plan(rec["planning"])
@@ -149,3 +150,12 @@ def test_late_oracle_demos_show_held_steps(tmp_path):
         step = s["experience"].split("'")[1]
         assert finished_at[step] < at < done_at[step]  # the step was finished and still being done
         assert parse_plan(s["planning"]).subgoals[0].text == subgoals[indices[at]] == subgoals[subgoals.index(step) + 1]
+
+
+def test_balanced_repeats_the_smaller_tasks_items():
+    from embodied.jobs.train_planner import balanced
+
+    items = [{"i": i} for i in (0, 0) + (1,) * 8 + (2, 3)]  # task a: samples 0, 1 (10 items); b: 2, 3 (2 items)
+    out = balanced(items, ["a", "a", "b", "b"])
+    assert [it["i"] for it in out].count(2) == 3 and len(out) == 10 + 2 * 3  # mean 6 per task: b's items x 3
+    assert balanced(items, [None] * 4) == items  # one group (no task field): unchanged
