@@ -76,20 +76,26 @@ class OraclePlanner(Planner):
 
 class EmbodiedGPTPlanner(Planner):
     """An EmbodiedGPT checkpoint: plans by generation, judges sub-goals by comparing the likelihoods of
-    'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling)."""
+    'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling), against the checkpoint's
+    per-verb thresholds when `embodied calibrate-done` fitted them."""
 
     name = "egpt"
     blind = False
 
-    def __init__(self, model, max_new_tokens: int = 160):
+    def __init__(self, model, max_new_tokens: int = 160, thresholds: dict[str, float] | None = None):
         self.model = model.eval()
+        # Per-verb decision thresholds on log P(yes) - log P(no) (planners/calibration.py); none: 0.
+        self.thresholds = {} if self.blind else dict(thresholds or {})
         self.model.vision.enable_slot_cache()  # consecutive checks share all but the newest slots of their clips
         self.max_new_tokens = max_new_tokens
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> "EmbodiedGPTPlanner":
+        from embodied.assets import resolve
         from embodied.checkpoint import load_model
+        from embodied.planners.calibration import load_thresholds
 
+        kwargs.setdefault("thresholds", load_thresholds(resolve(path)))
         return cls(load_model(path), **kwargs)
 
     def _video(self, video) -> torch.Tensor:
@@ -117,8 +123,10 @@ class EmbodiedGPTPlanner(Planner):
         from embodied.datasets.corpus import done_question
 
         qs = [done_question(s) for s in subgoals]
+        from embodied.planners.calibration import verb
+
         lp = self.model.choice_logprobs(self._video(video), qs, ["yes", "no"], eformer_text=qs, blind=self.blind)
-        return [bool(a > b) for a, b in lp.tolist()]
+        return [bool(a - b > self.thresholds.get(verb(s), 0.0)) for s, (a, b) in zip(subgoals, lp.tolist())]
 
 
 class BlindPlanner(EmbodiedGPTPlanner):
