@@ -73,7 +73,8 @@ def transition_questions(subgoals: Sequence[str], indices: np.ndarray,
     """Yes/no questions at frames around every change of the simulator's sub-goal index, labelled by the index
     at that frame: a few steps before a step completes it is not done yet (the hard negative); after it
     completes it is done, and the next one not, up to 16 steps on (a late detector sees the step held); after
-    a regression (a drop) the steps undone are no longer done. Whichever step the agent would be asking about then (in progress, just finished, just undone)."""
+    a regression (a drop) the steps undone are no longer done. Whichever step the agent would be asking about
+    then (in progress, just finished, just undone)."""
     best = np.maximum.accumulate(indices)  # the furthest the episode had got by each step
     changes = [t for t in range(1, len(indices)) if indices[t] != indices[t - 1]]
     out: dict[int, list[dict]] = {}

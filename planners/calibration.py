@@ -3,15 +3,16 @@
 The planner compares log P(yes) with log P(no). Some steps are hard to see finished: a cube held 1 cm above
 the other looks like one lowered onto it, and the clips of a step still in progress outnumber those of it
 finished four to one, so for "place" the tiny planner's P(yes) stays under one half even on clips that show
-it done (its margins: about -1.8 there, about -6 on clips of it in progress). A threshold per verb,
-lowered on the corpus's own labelled questions as far as false "done" calls stay
-rare, moves the decision to where the classes separate (threshold moving, the standard remedy for a
-classifier trained on unbalanced classes). Saved beside the weights (THRESHOLDS_FILE).
+it done (its margins: about -1.8 there, about -6 on clips of it in progress). A threshold per verb, lowered
+on the corpus's own labelled questions as far as false "done" calls stay rare, moves the decision to where
+the classes separate (threshold moving, the standard remedy for a classifier trained on unbalanced classes).
+Saved beside the weights (THRESHOLDS_FILE). Measured worse in the loop than none (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,14 +24,23 @@ def verb(subgoal: str) -> str:
     return subgoal.split()[0].lower() if subgoal.strip() else ""
 
 
+def _asked(question: str) -> str | None:
+    """The sub-goal a corpus done question asks about (corpus.done_question's inverse), else None."""
+    from embodied.datasets.corpus import done_question
+
+    sub = question[4:-7]
+    return sub if done_question(sub) == question else None
+
+
 def done_margins(model, dataset, per_class: int = 60, seed: int = 0) -> dict[str, list[tuple[float, bool]]]:
     """{verb: [(log P(yes) - log P(no), label yes)]} on up to `per_class` questions of each answer per verb,
     drawn from the dataset's yes/no "Is '...' done?" questions; the questions of one clip share its pass."""
     picks: dict[tuple[str, bool], list[tuple[int, str]]] = defaultdict(list)
     for i, s in enumerate(dataset.samples):
         for q in s["qa"]:
-            if q["question"].startswith("Is '") and q["question"].endswith("' done?") and q["answer"] in ("yes", "no"):
-                picks[(verb(q["question"][4:-7]), q["answer"] == "yes")].append((i, q["question"]))
+            sub = _asked(q["question"])
+            if sub is not None and q["answer"] in ("yes", "no"):
+                picks[(verb(sub), q["answer"] == "yes")].append((i, q["question"]))
     rng = np.random.default_rng(seed)
     chosen: dict[int, list[tuple[str, bool]]] = defaultdict(list)
     for (v, yes), qs in sorted(picks.items()):
@@ -42,7 +52,7 @@ def done_margins(model, dataset, per_class: int = 60, seed: int = 0) -> dict[str
             qs = [q for q, _ in chosen[i]]
             lp = model.choice_logprobs(dataset[i]["video"][None], qs, ["yes", "no"], eformer_text=qs)
             for (q, yes), (a, b) in zip(chosen[i], lp.tolist()):
-                out[verb(q[4:-7])].append((a - b, yes))
+                out[verb(_asked(q))].append((a - b, yes))
     return dict(out)
 
 
@@ -70,8 +80,6 @@ def fit_thresholds(margins: dict[str, list[tuple[float, bool]]], max_fpr: float 
     return out
 
 
-def load_thresholds(path) -> dict[str, float]:
-    from pathlib import Path
-
+def load_thresholds(path: str | Path) -> dict[str, float]:
     f = Path(path) / THRESHOLDS_FILE
     return {str(k): float(v) for k, v in json.loads(f.read_text())["thresholds"].items()} if f.exists() else {}

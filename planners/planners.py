@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from embodied.errors import EmbodiedError
+from embodied.planners.calibration import load_thresholds, verb
 from embodied.planners.plan import Plan, parse_plan
 
 
@@ -93,7 +94,6 @@ class EmbodiedGPTPlanner(Planner):
     def from_pretrained(cls, path: str | Path, **kwargs) -> "EmbodiedGPTPlanner":
         from embodied.assets import resolve
         from embodied.checkpoint import load_model
-        from embodied.planners.calibration import load_thresholds
 
         kwargs.setdefault("thresholds", load_thresholds(resolve(path)))
         return cls(load_model(path), **kwargs)
@@ -123,8 +123,6 @@ class EmbodiedGPTPlanner(Planner):
         from embodied.datasets.corpus import done_question
 
         qs = [done_question(s) for s in subgoals]
-        from embodied.planners.calibration import verb
-
         lp = self.model.choice_logprobs(self._video(video), qs, ["yes", "no"], eformer_text=qs, blind=self.blind)
         return [bool(a - b > self.thresholds.get(verb(s), 0.0)) for s, (a, b) in zip(subgoals, lp.tolist())]
 

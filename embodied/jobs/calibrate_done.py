@@ -33,7 +33,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError(f"data={cfg.data}: no \"Is '...' done?\" questions to calibrate on")
     thresholds = fit_thresholds(margins, max_fpr=float(cfg.max_fpr))
     counts = {v: [sum(y for _, y in m), sum(not y for _, y in m)] for v, m in margins.items()}
-    result = {"thresholds": thresholds, "questions_yes_no": counts, "data": str(cfg.data), "per_class": int(cfg.per_class), "max_fpr": float(cfg.max_fpr),
+    result = {"thresholds": thresholds, "questions_yes_no": counts, "data": str(cfg.data),
+              "per_class": int(cfg.per_class), "max_fpr": float(cfg.max_fpr),
               "margins": {v: [[round(a, 4), bool(y)] for a, y in m] for v, m in margins.items()}}
     write_json(path / THRESHOLDS_FILE, result)  # atomic: the planner never reads half a file
     for v, t in thresholds.items():
