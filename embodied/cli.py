@@ -19,7 +19,7 @@ JOBS = {
     "train-planner": "embodied.jobs.train_planner",
     "train-policy": "embodied.jobs.train_policy",
     "simqa": "embodied.jobs.simqa",
-    "calibrate-done": "embodied.jobs.calibrate_done",
+    "train-done": "embodied.jobs.train_done",
     "eval-plan": "embodied.jobs.eval_plan",
     "eval-loop": "embodied.jobs.eval_loop",
     "pipeline": "embodied.jobs.pipeline",

@@ -290,6 +290,20 @@ class VisionEncoder(nn.Module):
         per_slot = (self.cfg.image_size // self.cfg.patch_size) ** 2 + 1
         return rearrange(tokens, "b (t n) d -> b t n d", n=per_slot)[:, :, 0].mean(1)
 
+    def clip_feature(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 8 D) per camera, concatenated: a summary of a clip's tokens for light heads (the planner's
+        success detector). The slots' mean CLS (what is there), the last slot's CLS minus the first's (what
+        changed), and of the last slot's patches their mean, spread and 2x2 grid of means (where things are
+        now: a cube lowered onto the other fills more of the wrist view). The mean CLS alone loses this: a
+        linear probe on it tells a placed cube from a hovering one far worse (docs/BENCHMARKS.md)."""
+        side = self.cfg.image_size // self.cfg.patch_size
+        slots = self.cfg.frames // self.cfg.temporal_patch
+        x = rearrange(tokens, "b (v t n) d -> (b v) t n d", t=slots, n=side * side + 1)
+        last = x[:, -1, 1:]
+        grid = F.adaptive_avg_pool2d(rearrange(last, "b (h w) d -> b d h w", h=side), 2).flatten(1)
+        f = torch.cat([x[:, :, 0].mean(1), x[:, -1, 0] - x[:, 0, 0], last.mean(1), last.std(1), grid], 1)
+        return rearrange(f, "(b v) f -> b (v f)", b=tokens.shape[0])
+
 
 # ---------------------------------------------------------------------------------------------
 # Embodied-former

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from embodied.errors import EmbodiedError
-from embodied.planners.calibration import load_thresholds, verb
+from embodied.planners.done_head import DoneHead
 from embodied.planners.plan import Plan, parse_plan
 
 
@@ -77,16 +77,16 @@ class OraclePlanner(Planner):
 
 class EmbodiedGPTPlanner(Planner):
     """An EmbodiedGPT checkpoint: plans by generation, judges sub-goals by comparing the likelihoods of
-    'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling), against the checkpoint's
-    per-verb thresholds when `embodied calibrate-done` fitted them."""
+    'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling), or, for the kinds of sub-goal
+    its success-detection head was fitted on (`embodied train-done`, planners/done_head.py), by the head's
+    probe on the clip's ViT features."""
 
     name = "egpt"
     blind = False
 
-    def __init__(self, model, max_new_tokens: int = 160, thresholds: dict[str, float] | None = None):
+    def __init__(self, model, max_new_tokens: int = 160, done_head: DoneHead | None = None):
         self.model = model.eval()
-        # Per-verb decision thresholds on log P(yes) - log P(no) (planners/calibration.py); none: 0.
-        self.thresholds = {} if self.blind else dict(thresholds or {})
+        self.done_head = DoneHead() if self.blind or done_head is None else done_head  # blind: no pixels to probe
         self.model.vision.enable_slot_cache()  # consecutive checks share all but the newest slots of their clips
         self.max_new_tokens = max_new_tokens
 
@@ -95,7 +95,7 @@ class EmbodiedGPTPlanner(Planner):
         from embodied.assets import resolve
         from embodied.checkpoint import load_model
 
-        kwargs.setdefault("thresholds", load_thresholds(resolve(path)))
+        kwargs.setdefault("done_head", DoneHead.load(resolve(path)))
         return cls(load_model(path), **kwargs)
 
     def _video(self, video) -> torch.Tensor:
@@ -119,12 +119,20 @@ class EmbodiedGPTPlanner(Planner):
         return self.are_done(video, [subgoal], info)[0]
 
     def are_done(self, video, subgoals, info=None):
-        """All questions in one batch: the clip is encoded once, 'yes' and 'no' share each question's cache."""
+        """All questions in one batch: the clip is encoded once, 'yes' and 'no' share each question's cache.
+        Where the head has a probe for the sub-goal's kind, the probe decides."""
         from embodied.datasets.corpus import done_question
 
-        qs = [done_question(s) for s in subgoals]
-        lp = self.model.choice_logprobs(self._video(video), qs, ["yes", "no"], eformer_text=qs, blind=self.blind)
-        return [bool(a - b > self.thresholds.get(verb(s), 0.0)) for s, (a, b) in zip(subgoals, lp.tolist())]
+        v = self._video(video)
+        head = [None] * len(subgoals)
+        if len(self.done_head):
+            with torch.no_grad():  # the slot cache serves the ViT only without gradients
+                head = self.done_head.logits(self.model.vision.clip_feature(self.model.vision(v))[0], subgoals)
+        ask = [s for s, h in zip(subgoals, head) if h is None]
+        qs = [done_question(s) for s in ask]
+        lm = iter(self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind).tolist()
+                  if qs else [])
+        return [bool(h > 0) if h is not None else (lambda a, b: a > b)(*next(lm)) for h in head]
 
 
 class BlindPlanner(EmbodiedGPTPlanner):

@@ -1,7 +1,8 @@
 """`embodied pipeline out=DIR`: the whole tiny recipe on CPU, one command.
 
 collect demos (default task set) -> planning corpus -> tokenizer + LLM pretraining -> planner stage 1
-(align, trains the tiny ViT) -> stage 2 (plan) -> a policy per task -> held-out planning QA and
+(align, trains the tiny ViT) -> stage 2 (plan) -> (done_head=true: its success-detection head, train-done)
+-> a policy per task -> held-out planning QA and
 closed-loop evaluation. Every step is one of the project's jobs writing under out/; a step whose result
 exists is skipped, so an interrupted pipeline resumes where it stopped. Seeds are fixed, so the same
 config gives the same checkpoints.
@@ -113,6 +114,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         _step(log, f"train-planner {stage}", (out / stage / "summary.json").exists(),
               lambda stage=stage, extra=extra: _job("train-planner", [f"stage={stage}", f"out={out / stage}", *common, *extra]))
     planner = out / "plan" / "checkpoint"
+    if cfg.get("done_head"):  # off by default: measured mixed in the loop (docs/BENCHMARKS.md)
+        _step(log, "train-done (the planner's success detector)", (planner / "done_head.json").exists(),
+              lambda: _job("train-done", [f"planner.path={planner}", f"data={corpus}", f"seed={cfg.seed}"]))
     for env in cfg.policy_tasks:
         name = env.split("/")[-1]
         run_dir = out / "policies" / name
