@@ -209,7 +209,9 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                     tag = "/qa" if experience is None else f"/replan{zlib.crc32(experience.encode())}" if experience else ""
                     rec = {"id": f"{path.stem}/{name}/t{t}{tag}", "image": clips[t], "instruction": instruction,
                            "caption": describe(subgoals, k), "planning": format_plan(instruction, subgoals[k:]),
-                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam, "task": task}
+                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam, "task": task,
+                           # a recoloured copy's original (embodied rerender): one episode, whatever its colours
+                           "source_demo": f"{path.stem}/{g.attrs.get('source_demo', name)}"}
                     if experience is None:
                         rec["qa_only"] = True
                     elif experience:

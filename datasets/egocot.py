@@ -147,7 +147,7 @@ class EgoCOTDataset(torch.utils.data.Dataset):
                                      "score": score, "id": str(r.get("id", f"{p.stem}:{i}")),
                                      "qa": list(r.get("qa", [])), "experience": str(r.get("experience", "")),
                                      "qa_only": bool(r.get("qa_only", False)), "camera": r.get("camera"),
-                                     "task": r.get("task")})
+                                     "task": r.get("task"), "source_demo": r.get("source_demo")})
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -63,6 +63,9 @@ class AgentConfig:
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
     # Checks run beside the next env step and their decision applies one step later; false: in line.
     background_checks: bool = True
+    # After "X is no longer done" the new plan starts no later than X, nor than an earlier step of the first plan
+    # the detector says is undone too (the planner alone re-grasped a cube that had fallen out of reach).
+    ground_replans: bool = True
 
 
 class EmbodiedAgent:
@@ -83,6 +86,7 @@ class EmbodiedAgent:
         self.t = 0
         self.replans = 0
         self.log: list[dict] = []
+        self.task_steps: list[str] = []  # the first plan's steps: what a re-plan after a regression is checked against
         self.checks: list[list] = []  # [t of the clip, sub-goals asked, answers]: what the detector said, when
         if hasattr(self.policy, "reset"):
             self.policy.reset()
@@ -108,14 +112,16 @@ class EmbodiedAgent:
     def _event(self, kind: str, **kw) -> None:
         self.log.append({"t": self.t, "event": kind, **kw})
 
-    def _new_plan(self, plan: Plan, kind: str, reason: str = "") -> None:
+    def _new_plan(self, plan: Plan, kind: str, reason: str = "", **extra) -> None:
         if not plan.subgoals and self.plan is not None and self.plan.subgoals:
             # An unreadable re-plan must not replace a usable plan: keep going on the old one.
             self.steps_in_subgoal = 0
             self._event(kind, plan=[], partial=True, reason=reason + " (the new plan had no steps; the previous one stands)")
             return
         self.plan, self.k, self.steps_in_subgoal, self.finished = plan, 0, 0, False
-        self._event(kind, plan=[s.text for s in plan.subgoals], partial=plan.partial, reason=reason)
+        if not self.task_steps:
+            self.task_steps = [s.text for s in plan.subgoals]
+        self._event(kind, plan=[s.text for s in plan.subgoals], partial=plan.partial, reason=reason, **extra)
 
     # -- the loop, one env step at a time ----------------------------------------------------------
     def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
@@ -183,9 +189,29 @@ class EmbodiedAgent:
             self.steps_in_subgoal = 0  # no (more) re-planning: keep going on the current plan
             return
         self.replans += 1
-        self._new_plan(self.planner.replan(self.clip(), instruction, experience, info), "replan", experience)
+        plan = self.planner.replan(self.clip(), instruction, experience, info)
+        extra = {}
+        if cause == "regressed" and self.cfg.ground_replans:
+            plan, extra = self._grounded(plan, kw["undone"], instruction, info)
+        self._new_plan(plan, "replan", experience, **extra)
         if hasattr(self.policy, "reset"):  # a fresh start on the new plan (a scripted expert restarts its script)
             self.policy.reset()
+
+    def _grounded(self, plan: Plan, undone: str, instruction: str, info: dict | None) -> tuple[Plan, dict]:
+        """A re-plan after a regression, held to what the experience says: it starts no later than the step
+        found undone, and no later than the first of the steps before that the detector says is not done
+        either (a dropped cube far from the hand: reach again, not grasp). Otherwise the planner's plan stands.
+        Everything here is the planner's own: its first plan's steps and its answers on the current clip."""
+        steps = self.task_steps
+        if not plan.subgoals or undone not in steps or plan.subgoals[0].text not in steps:
+            return plan, {}
+        start = min(steps.index(plan.subgoals[0].text), steps.index(undone))
+        if start > 0:
+            done = self.planner.are_done(self.clip(), steps[:start], info)
+            start = next((i for i, d in enumerate(done) if not d), start)
+        if start == steps.index(plan.subgoals[0].text):
+            return plan, {}
+        return Plan.from_subgoals(instruction or plan.task, steps[start:]), {"grounded_from": plan.subgoals[0].text}
 
     # -- what the runner records ----------------------------------------------------------------------
     def episode_summary(self) -> dict:

@@ -36,6 +36,19 @@ def kind(subgoal: str) -> str:
     return " ".join(words)
 
 
+def clip_feature(model, video: torch.Tensor) -> torch.Tensor:
+    """(B, F): the features a probe reads, of clips (B, T, H, W, 3) uint8 seen in grey. Whether a step is
+    finished is geometry (a cube on the other, a hand closed), not colour; in colour, the features of a pair
+    of cubes the probes were fitted on seldom are far from those of the other pairs (docs/BENCHMARKS.md)."""
+    v = torch.as_tensor(video)
+    grey = (v.float() * _LUMA.to(v.device)).sum(-1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    with torch.no_grad():
+        return model.vision.clip_feature(model.vision(grey.expand(v.shape).contiguous()))
+
+
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601
+
+
 def _logistic(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-balanced, L2-regularised logistic regression (L-BFGS, full batch): (weight, bias)."""
     w = torch.zeros(x.shape[1], requires_grad=True)
@@ -176,9 +189,9 @@ def done_samples(model, dataset) -> list[tuple[str, torch.Tensor, bool, str, flo
             if not asked:
                 continue
             video = dataset[i]["video"][None]
-            feat = model.vision.clip_feature(model.vision(video))[0]
+            feat = clip_feature(model, video)[0]
             qs = [done_question(sub) for sub, _ in asked]
             lp = model.choice_logprobs(video, qs, ["yes", "no"], eformer_text=qs).tolist()
-            demo = s["id"].rsplit("/t", 1)[0]
+            demo = s.get("source_demo") or s["id"].rsplit("/t", 1)[0]  # recoloured copies go with their original
             out += [(sub, feat, yes, demo, a - b) for (sub, yes), (a, b) in zip(asked, lp)]
     return out

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from embodied.errors import EmbodiedError
-from embodied.planners.done_head import DoneHead
+from embodied.planners.done_head import DoneHead, clip_feature
 from embodied.planners.plan import Plan, parse_plan
 
 
@@ -126,8 +126,7 @@ class EmbodiedGPTPlanner(Planner):
         v = self._video(video)
         head = [None] * len(subgoals)
         if len(self.done_head):
-            with torch.no_grad():  # the slot cache serves the ViT only without gradients
-                head = self.done_head.logits(self.model.vision.clip_feature(self.model.vision(v))[0], subgoals)
+            head = self.done_head.logits(clip_feature(self.model, v)[0], subgoals)
         ask = [s for s, h in zip(subgoals, head) if h is None]
         qs = [done_question(s) for s in ask]
         lm = iter(self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind).tolist()

@@ -39,6 +39,28 @@ def test_drop_is_detected_and_replanning_recovers(replan):
     env.close()
 
 
+class PlacesAfterADrop(OraclePlanner):
+    """The simulator's detector, but the re-plan the shipped planner once made after a drop: go on placing."""
+
+    def replan(self, video, instruction, experience, info=None):
+        return Plan.from_subgoals(instruction, list(info["subgoals"])[3:])
+
+
+@pytest.mark.parametrize("ground", [True, False])
+def test_a_replan_after_a_drop_is_held_to_what_is_undone(ground):
+    env = stack_env()
+    agent = EmbodiedAgent(PlacesAfterADrop(), make_expert("robosuite", "Stack", kind="skill"),
+                          AgentConfig(camera="robot0_eye_in_hand", ground_replans=ground))
+    info = run_episode(env, agent, seed=3)
+    replan = next(e for e in agent.log if e["event"] == "replan")
+    if ground:  # it starts where the simulator is (the detector's answers), re-grasping, and the episode succeeds
+        assert replan["grounded_from"].startswith("place") and replan["plan"][0].split()[0] in ("reach", "grasp")
+        assert info["success"]
+    else:  # placing a cube it does not hold: the episode fails
+        assert replan["plan"][0].startswith("place") and "grounded_from" not in replan and not info["success"]
+    env.close()
+
+
 @pytest.mark.parametrize("background", [True, False])
 def test_agent_without_perturbation_follows_the_plan(background):
     env = stack_env(perturb=False)

@@ -161,3 +161,13 @@ def test_rerender_bad_input(lift_demos, tmp_path):
     with pytest.raises(EmbodiedError, match="distinct colours"):
         env.unwrapped.set_colors(["magenta"])
     env.close()
+
+
+def test_rerender_renames_a_loop_demos_log_all_at_once():
+    """A recoloured loop demo keeps its agent log (the corpus reads its plans), with the colours swapped at once."""
+    from embodied.jobs.rerender import _renamed
+
+    log = json.dumps([{"event": "plan", "plan": ["reach the red cube", "place the red cube on the blue cube"]}])
+    got = json.loads(_renamed(log, ["red", "blue"], ["blue", "green"]))
+    assert got[0]["plan"] == ["reach the blue cube", "place the blue cube on the green cube"]
+    assert _renamed(log, [], []) == log

@@ -61,6 +61,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
             for copy in range(1 + copies):
                 for d in demos:
                     env.reset(seed=d["seed"])  # the scene (and, for copy 0, the colours) the demo was recorded in
+                    recorded = list(getattr(env.unwrapped, "colors", ()))
                     if copy:
                         k = len(env.unwrapped.colors)
                         env.unwrapped.set_colors(tuple(rng.choice(list(PALETTE), size=k, replace=False)))
@@ -68,6 +69,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                     g = writer.data[name]
                     g.attrs["source_demo"] = d["name"]
                     g.attrs["colors"] = json.dumps(list(getattr(env.unwrapped, "colors", ())))
+                    if d["agent_log"]:  # a loop demo's log (the corpus reads its plans and checks), renamed to match
+                        g.attrs["agent_log"] = _renamed(d["agent_log"], recorded, list(env.unwrapped.colors))
                     bar.update()
             bar.close()
             writer.close()
@@ -86,7 +89,17 @@ def _read(g) -> dict:
                             "rerender needs demos from `embodied collect`")
     return {"name": g.name.split("/")[-1], "seed": int(g.attrs["seed"]), "states": g["states"][()],
             "actions": g["actions"][()], "rewards": g["rewards"][()], "subgoal_index": g["subgoal_index"][()],
-            "success": bool(g.attrs.get("success", True))}
+            "success": bool(g.attrs.get("success", True)), "agent_log": str(g.attrs.get("agent_log", ""))}
+
+
+def _renamed(text: str, old: list[str], new: list[str]) -> str:
+    """`text` with each colour name in `old` replaced by the one at its place in `new`, all at once."""
+    import re
+
+    names = dict(zip(old, new))
+    if not names:
+        return text
+    return re.sub(r"\b(" + "|".join(map(re.escape, names)) + r")\b", lambda m: names[m.group(1)], text)
 
 
 def _rendered(env, d: dict) -> dict:
