@@ -32,7 +32,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if not samples:
         raise EmbodiedError(f"data={cfg.data}: no \"Is '...' done?\" questions to fit on")
     head, report = DoneHead.fit(samples, max_fpr=float(cfg.max_fpr), min_per_class=int(cfg.min_per_class),
-                                l2=float(cfg.l2))
+                                l2=float(cfg.l2), min_gain=float(cfg.min_gain))
     head.save(path, {"data": str(cfg.data), "max_fpr": float(cfg.max_fpr), "kinds": report})  # atomic writes
     for k, r in report.items():
         if "heldout" in r:
