@@ -26,15 +26,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from embodied.envs.base import PALETTE
+from embodied.planners.metrics import colour_pattern
+
 HEAD_FILE = "done_head.safetensors"
 INFO_FILE = "done_head.json"
-COLOURS = ("red", "green", "blue", "yellow", "cyan", "purple", "orange", "white", "black", "grey", "gray", "pink")
+_COLOURS = colour_pattern(PALETTE)
 
 
 def kind(subgoal: str) -> str:
     """The sub-goal without its colour names: what one probe answers for."""
-    words = [w for w in re.findall(r"[a-z]+", subgoal.lower()) if w not in COLOURS]
-    return " ".join(words)
+    return " ".join(re.findall(r"[a-z]+", _COLOURS.sub(" ", subgoal.lower())))
 
 
 def clip_feature(model, video: torch.Tensor) -> torch.Tensor:
@@ -90,6 +92,10 @@ class DoneHead:
 
     def __len__(self) -> int:
         return len(self.probes)
+
+    def answers(self, subgoals: Sequence[str]) -> bool:
+        """Whether a probe answers any of them (else no features need computing)."""
+        return any(kind(s) in self.probes for s in subgoals)
 
     def logits(self, feature: torch.Tensor, subgoals: Sequence[str]) -> list[float | None]:
         """The probe's logit minus its threshold per sub-goal (> 0: done), None where no probe answers."""

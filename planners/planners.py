@@ -125,7 +125,7 @@ class EmbodiedGPTPlanner(Planner):
 
         v = self._video(video)
         head = [None] * len(subgoals)
-        if len(self.done_head):
+        if self.done_head.answers(subgoals):  # the grey clip's ViT pass only where a probe will read it
             head = self.done_head.logits(clip_feature(self.model, v)[0], subgoals)
         ask = [s for s, h in zip(subgoals, head) if h is None]
         qs = [done_question(s) for s in ask]

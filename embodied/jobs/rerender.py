@@ -94,12 +94,10 @@ def _read(g) -> dict:
 
 def _renamed(text: str, old: list[str], new: list[str]) -> str:
     """`text` with each colour name in `old` replaced by the one at its place in `new`, all at once."""
-    import re
+    from embodied.planners.metrics import colour_pattern
 
     names = dict(zip(old, new))
-    if not names:
-        return text
-    return re.sub(r"\b(" + "|".join(map(re.escape, names)) + r")\b", lambda m: names[m.group(1)], text)
+    return colour_pattern(names).sub(lambda m: names[m.group(1)], text) if names else text
 
 
 def _rendered(env, d: dict) -> dict:
