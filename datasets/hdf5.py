@@ -51,46 +51,22 @@ class DemoWriter:
         """Add one recorded episode (obs/actions/rewards/infos lists from the rollout runner); `attrs`: more
         per-demo attributes, stored as JSON (the loop's log, the perturbation)."""
         name = f"demo_{len(self.names)}"
-        g = self.data.create_group(name)
-        n = len(traj["actions"])
-        infos = traj["infos"]
-        g.create_dataset("actions", data=np.asarray(traj["actions"], np.float32))
-        g.create_dataset("rewards", data=np.asarray(traj["rewards"], np.float32))
-        dones = np.zeros(n, np.int64)
-        dones[-1] = 1
-        g.create_dataset("dones", data=dones)
-        g.create_dataset("states", data=np.stack([i["state"] for i in infos[:n]]))
-        g.create_dataset("subgoal_index", data=np.array([i["subgoal_index"] for i in infos[:n]], np.int64))
-        g.attrs["num_samples"] = n
-        g.attrs["instruction"] = infos[0]["instruction"]
-        g.attrs["subgoals"] = json.dumps(list(infos[0]["subgoals"]))
-        g.attrs["seed"] = int(seed)
-        g.attrs["success"] = bool(infos[-1]["success"])
-        if model_file:
-            g.attrs["model_file"] = model_file
-        if video:
-            g.attrs["video"] = video
-        for key, value in (attrs or {}).items():
-            g.attrs[key] = json.dumps(value, default=str)
-        self._write_obs(g.create_group("obs"), traj["obs"][:n])
-        if self.next_obs:
-            self._write_obs(g.create_group("next_obs"), traj["obs"][1 : n + 1])
+        write_demo(self.data.create_group(name), traj, seed, self.backend, self.next_obs, model_file, video, attrs)
         self.names.append(name)
-        self.total += n
+        self.total += len(traj["actions"])
         return name
 
-    def _write_obs(self, g: h5py.Group, obs: Sequence[dict]) -> None:
-        for cam in obs[0].get("rgb", {}):
-            frames = np.stack([o["rgb"][cam] for o in obs])
-            g.create_dataset(f"{cam}_image", data=frames, compression="gzip", compression_opts=4,
-                             chunks=(1, *frames.shape[1:]))
-        proprio = np.stack([o["proprio"] for o in obs]).astype(np.float32)
-        g.create_dataset("proprio", data=proprio)
-        g.create_dataset("object", data=np.stack([o["object"] for o in obs]).astype(np.float32))
-        start = 0
-        for key, dim in PROPRIO_KEYS[self.backend]:
-            g.create_dataset(key, data=proprio[:, start : start + dim])
-            start += dim
+    def add_from(self, file: str | Path, video: str = "") -> str:
+        """Add the demo that `write_demo_file` wrote to `file` (copied as stored, no re-encoding)."""
+        name = f"demo_{len(self.names)}"
+        with h5py.File(file, "r") as src:
+            self.f.copy(src["demo"], self.data, name=name)
+        g = self.data[name]
+        if video:
+            g.attrs["video"] = video
+        self.names.append(name)
+        self.total += int(g.attrs["num_samples"])
+        return name
 
     def close(self, valid_fraction: float = 0.1) -> Path:
         self.data.attrs["total"] = self.total
@@ -113,3 +89,55 @@ class DemoWriter:
         if exc_type is not None:
             self.f.close()
             self._ctx.__exit__(exc_type, exc, tb)
+
+
+def write_demo_file(path: str | Path, traj: dict, seed: int, backend: str, next_obs: bool = True,
+                    model_file: str = "", attrs: dict | None = None) -> Path:
+    """One demo in a file of its own (group `demo`, written atomically): collect keeps each finished demo so,
+    and a killed or interrupted run resumes from them."""
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            write_demo(f.create_group("demo"), traj, seed, backend, next_obs, model_file, "", attrs)
+    return Path(path)
+
+
+def write_demo(g: h5py.Group, traj: dict, seed: int, backend: str, next_obs: bool = True, model_file: str = "",
+               video: str = "", attrs: dict | None = None) -> None:
+    """One recorded episode into group `g` in robomimic's layout (see the module docstring)."""
+    n = len(traj["actions"])
+    infos = traj["infos"]
+    g.create_dataset("actions", data=np.asarray(traj["actions"], np.float32))
+    g.create_dataset("rewards", data=np.asarray(traj["rewards"], np.float32))
+    dones = np.zeros(n, np.int64)
+    dones[-1] = 1
+    g.create_dataset("dones", data=dones)
+    g.create_dataset("states", data=np.stack([i["state"] for i in infos[:n]]))
+    g.create_dataset("subgoal_index", data=np.array([i["subgoal_index"] for i in infos[:n]], np.int64))
+    g.attrs["num_samples"] = n
+    g.attrs["instruction"] = infos[0]["instruction"]
+    g.attrs["subgoals"] = json.dumps(list(infos[0]["subgoals"]))
+    g.attrs["seed"] = int(seed)
+    g.attrs["success"] = bool(infos[-1]["success"])
+    if model_file:
+        g.attrs["model_file"] = model_file
+    if video:
+        g.attrs["video"] = video
+    for key, value in (attrs or {}).items():
+        g.attrs[key] = json.dumps(value, default=str)
+    _write_obs(g.create_group("obs"), traj["obs"][:n], backend)
+    if next_obs:
+        _write_obs(g.create_group("next_obs"), traj["obs"][1 : n + 1], backend)
+
+
+def _write_obs(g: h5py.Group, obs: Sequence[dict], backend: str) -> None:
+    for cam in obs[0].get("rgb", {}):
+        frames = np.stack([o["rgb"][cam] for o in obs])
+        g.create_dataset(f"{cam}_image", data=frames, compression="gzip", compression_opts=4,
+                         chunks=(1, *frames.shape[1:]))
+    proprio = np.stack([o["proprio"] for o in obs]).astype(np.float32)
+    g.create_dataset("proprio", data=proprio)
+    g.create_dataset("object", data=np.stack([o["object"] for o in obs]).astype(np.float32))
+    start = 0
+    for key, dim in PROPRIO_KEYS[backend]:
+        g.create_dataset(key, data=proprio[:, start : start + dim])
+        start += dim

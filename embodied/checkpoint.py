@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from embodied.errors import EmbodiedError
-from embodied.io import atomic_dir
+from embodied.io import atomic_dir, read_safetensors
 from embodied.modeling import EmbodiedGPT, EmbodiedGPTConfig
 
 
@@ -82,7 +82,7 @@ def read_config(path: str | Path) -> EmbodiedGPTConfig:
     if not f.exists():
         raise EmbodiedError(f"{path}: not an EmbodiedGPT checkpoint (no config.json)")
     try:
-        cfg = EmbodiedGPTConfig.from_dict(json.loads(f.read_text()))
+        cfg = EmbodiedGPTConfig.from_dict(json.loads(f.read_text()), where=f"{f}: ")
     except (json.JSONDecodeError, TypeError) as e:
         raise EmbodiedError(f"{f}: unreadable config ({e})") from None
     for part in (cfg.vision, cfg.llm):  # paths inside the checkpoint are stored relative to it
@@ -108,9 +108,7 @@ def load_model(path: str | Path, cfg: EmbodiedGPTConfig | None = None, tokenizer
 
 def load_weights(model: EmbodiedGPT, file: str | Path) -> None:
     file = Path(file)
-    if not file.exists():
-        raise EmbodiedError(f"{file}: weights file not found")
-    state = load_file(str(file))
+    state = read_safetensors(file)
     params = dict(model.named_parameters())
     unknown = [k for k in state if k not in params]
     if unknown:
@@ -143,7 +141,7 @@ def load_perception(path: str | Path):
     tokenizer = tokenizer_from(tok_dir, f"{path}: tokenizer")
     vision = VisionEncoder(cfg.vision)
     eformer = EmbodiedFormer(cfg.eformer, cfg.vision.hidden_size, len(tokenizer))
-    state = load_file(str(path / "model.safetensors"))
+    state = read_safetensors(path / "model.safetensors")
     for prefix, module in (("vision.", vision), ("eformer.", eformer)):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         missing = [k for k, p in module.named_parameters() if p.requires_grad and k not in part]

@@ -46,21 +46,119 @@ def config_dir() -> Path:
 
 
 def compose(job: str, overrides: list[str]) -> DictConfig:
+    """The job's config with Hydra's overrides applied, its numbers and switches checked against the defaults.
+
+    A mapping given for a mapping (`env.perturbation={kind: displace, at_step: 10, offset: [0.1, 0, 0]}`) is
+    merged into it as Hydra does; where it names keys that mapping lacks, it replaces the mapping instead (Hydra
+    would refuse the merge), so a perturbation or option block can be written out whole on the command line.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import ConfigCompositionException
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         try:
-            return hydra_compose(config_name=job, overrides=overrides)
-        except Exception as e:  # Hydra's messages are multi-line: keep the part that names the problem
+            try:
+                cfg = hydra_compose(config_name=job, overrides=overrides)
+            except ConfigCompositionException as e:
+                replaced = _replace_mappings(overrides, e)
+                if replaced is None:
+                    raise
+                cfg = hydra_compose(config_name=job, overrides=replaced)
+            defaults = hydra_compose(config_name=job, overrides=[o for o in overrides if _is_group(o)])
+        except EmbodiedError:
+            raise
+        except Exception as e:  # Hydra's messages are multi-line: the same words, on one line
             raise EmbodiedError(_one_line(e)) from None
+    check_values(cfg, defaults)
+    return cfg
+
+
+def _is_group(override: str) -> bool:
+    """`env=robosuite/lift`, `+planner=oracle`: a choice of config file, not a value."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "=" in override and "." not in key and (config_dir() / key).is_dir()
+
+
+def _replace_mappings(overrides: list[str], e: Exception) -> list[str] | None:
+    """The overrides with `key=null` put before the mapping-valued one Hydra could not merge, or None when the
+    failure was something else (a key that does not exist at all stays an error)."""
+    import re
+
+    failed = re.match(r"Could not override '([^']+)'", str(e))
+    cause = str(e.__cause__ or "")
+    if not failed or "is not in struct" not in cause:
+        return None
+    key = failed.group(1)
+    full = re.search(r"full_key: (\S+)", cause)
+    if not full or full.group(1) == key:  # the key itself is unknown, not a key inside the mapping
+        return None
+    out = []
+    for o in overrides:
+        k, _, v = o.partition("=")
+        if k == key and v.lstrip().startswith("{"):
+            out.append(f"{key}=null")
+        out.append(o)
+    return out if len(out) > len(overrides) else None
+
+
+# Keys with a number default that also take null (unset).
+NULLABLE = {"n_demos"}
+# Keys with a switch or number default that also take these words.
+ALSO = {"variety": ("cycle",)}
+# Keys whose default is null (unset) that take a number when set: what they must hold then.
+OPTIONAL_NUMBERS = {"n_demos": 0, "limit": 0, "max_attempts": 0, "stop_after": 0, "eval_horizon": 0, "min_score": 0.0,
+                    "pixel_keypoints": 0}
+
+
+def check_values(cfg: DictConfig, defaults: DictConfig) -> None:
+    """Every key whose default is a number or a switch holds one of that kind: `n=abc`, `n=1.5`, `video=yes`
+    fail here with the key's name, before a job starts; `workers` and `n` are at least 1."""
+    have = flat(OmegaConf.to_container(cfg, resolve=False))
+    for key, default in flat(OmegaConf.to_container(defaults, resolve=False)).items():
+        name = key.split(".")[-1]
+        if default is None and name in OPTIONAL_NUMBERS:
+            default = OPTIONAL_NUMBERS[name]
+        if key not in have or isinstance(default, str) or default is None:
+            continue
+        value = have[key]
+        if value is None and (name in NULLABLE or name in OPTIONAL_NUMBERS) or value in ALSO.get(name, ()):
+            continue
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        else:
+            continue
+        if not ok:
+            raise EmbodiedError(f"{key}={_show(value)}: expected {' or '.join((want, *ALSO.get(name, ())))}")
+        if name in ("workers", "n") and value < 1:
+            raise EmbodiedError(f"{key}={value}: expected at least 1")
+
+
+def _show(value) -> str:
+    """A value as it would be written on the command line (quoted where it is a string)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _one_line(e: Exception) -> str:
+    """Hydra's message (and its cause's) on one line, unchanged; for a missing config file, the ones that exist."""
     import re
 
-    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-    msg = lines[0] if lines else type(e).__name__
+    def lines(x) -> list[str]:
+        return [s.strip() for s in str(x).splitlines() if s.strip() and not s.startswith(("\t", "provider="))]
+
+    said = [s for s in lines(e) if s != "Config search path:"]
+    cause = lines(e.__cause__) if e.__cause__ is not None else []
+    msg = " ".join(said) or type(e).__name__
+    if cause:
+        msg += f" ({'; '.join(cause)})"
     missing = re.search(r"Could not find '([\w/]+?)/[^/']+'", msg)
     if missing:  # name the options that do exist in that config group
         group = config_dir() / missing.group(1).split("/")[0]
@@ -69,8 +167,8 @@ def _one_line(e: Exception) -> str:
         if options:
             msg += f"; expected one of: {', '.join(options)}"
     key = re.search(r"Could not override '([^']+)'", msg)
-    if key:
-        msg += f" '{key.group(1)}' is not a key of this config (see `embodied JOB --cfg`)"
+    if key and re.search(rf"full_key: {re.escape(key.group(1))}\b", msg):
+        msg += f"; '{key.group(1)}' is not a key of this config (see `embodied JOB --cfg`)"
     return msg
 
 
@@ -94,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
         module = importlib.import_module(JOBS[job])
-        module.run(cfg, default_dir=run_dir(cfg, job))
+        default_dir = run_dir(cfg, job)
+        new = _new_folder(Path(cfg.out) if cfg.get("out") else default_dir)
+        try:
+            module.run(cfg, default_dir=default_dir)
+        except (EmbodiedError, KeyboardInterrupt):
+            _drop_if_empty(new)
+            raise
     except EmbodiedError as e:
         print(f"embodied {job}: error: {e}", file=sys.stderr)
         return 2
@@ -102,6 +206,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embodied {job}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _new_folder(target: Path) -> Path | None:
+    """The outermost folder on the way to `target` (itself included) that does not exist yet: what this run
+    would create."""
+    new = None
+    for p in (target, *target.parents):
+        if p.exists():
+            break
+        new = p
+    return new
+
+
+def _drop_if_empty(folder: Path | None) -> None:
+    """A run that failed before its real work leaves no folder holding only its config.yaml (or nothing)."""
+    import shutil
+
+    if folder is None or not folder.is_dir():
+        return
+    if all(p.is_dir() or p.name == "config.yaml" for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_config(cfg: DictConfig, out_dir: Path) -> None:

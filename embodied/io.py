@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -94,3 +95,43 @@ def read_jsonl(path: str | os.PathLike, repair: bool = False) -> list[dict]:
             if repair:
                 write_jsonl(path, records)
     return records
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The tensors of a safetensors file; a missing, truncated or foreign file is one error naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from embodied.errors import EmbodiedError
+
+    path = Path(path)
+    if not path.exists():
+        raise EmbodiedError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise EmbodiedError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete what killed processes left of their atomic writes of `path` (`.name.tmp<pid>...`, from
+    atomic_path and atomic_dir): only those whose process is gone, so a live writer is never touched."""
+    path = Path(path)
+    removed = []
+    for p in path.parent.glob(f".{path.stem}.tmp*") if path.parent.is_dir() else []:
+        m = re.match(r"\d+", p.name[len(f".{path.stem}.tmp"):])
+        pid = int(m.group()) if m else 0
+        if pid and not _alive(pid):
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

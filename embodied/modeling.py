@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from embodied.errors import EmbodiedError
+from embodied.errors import EmbodiedError, check_fields
 
 # CLIP's pixel statistics; a pretrained ViT expects its inputs normalised with them.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -96,20 +96,19 @@ class EmbodiedGPTConfig:
     cameras: list[str] = field(default_factory=list)  # what the planner was trained to watch ([] if not known)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EmbodiedGPTConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "model.") -> "EmbodiedGPTConfig":
+        """`where` comes before a field's name in errors (`model.` for the job's config, `ckpt/config.json: `)."""
         parts = {"vision": VisionConfig, "eformer": EFormerConfig, "llm": LLMConfig, "adapter": AdapterConfig}
-        kwargs = {}
-        for key, value in d.items():
-            if key in parts:
-                known = {f.name for f in dataclasses.fields(parts[key])}
-                unknown = set(value) - known
-                if unknown:
-                    raise EmbodiedError(f"model.{key}: unknown field(s) {sorted(unknown)}; expected {sorted(known)}")
-                kwargs[key] = parts[key](**value)
-            elif key in {f.name for f in dataclasses.fields(cls)}:
-                kwargs[key] = value
-            elif key != "name":
-                raise EmbodiedError(f"model: unknown field '{key}'")
+        if not isinstance(d, dict):
+            raise EmbodiedError(f"{where.rstrip(':. ')}: expected a mapping of fields, got {type(d).__name__}")
+        kwargs = {k: v for k, v in d.items() if k != "name"}
+        check_fields(cls, kwargs, where)
+        for key, part in parts.items():
+            if key in kwargs:
+                if not isinstance(kwargs[key], dict):
+                    raise EmbodiedError(f"{where}{key}={kwargs[key]!r}: expected a mapping")
+                check_fields(part, kwargs[key], f"{where}{key}.")
+                kwargs[key] = part(**kwargs[key])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from embodied.envs import make_env
+from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl
 
 
@@ -71,6 +72,8 @@ def _env_fn(cfg: dict) -> Callable[[], gym.Env]:
 
 def make_vector_env(cfg: dict, workers: int, asynchronous: bool | None = None) -> gym.vector.VectorEnv:
     """`workers` copies of the env; subprocesses unless `asynchronous=False` (or one worker)."""
+    if workers < 1:
+        raise EmbodiedError(f"workers={workers}: expected at least 1")
     fns = [_env_fn(cfg) for _ in range(workers)]
     mode = gym.vector.AutoresetMode.DISABLED  # we reset each slot ourselves, with the next episode's seed
     if asynchronous if asynchronous is not None else workers > 1:

@@ -158,18 +158,13 @@ class DoneHead:
     @classmethod
     def load(cls, path: str | Path) -> "DoneHead":
         """The head saved in checkpoint dir `path`; an empty one where it has none."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         from embodied.errors import EmbodiedError
+        from embodied.io import read_safetensors
 
         f = Path(path) / HEAD_FILE
         if not f.exists():
             return cls()
-        try:
-            tensors = load_file(str(f))
-        except (SafetensorError, OSError) as e:
-            raise EmbodiedError(f"{f}: not a readable safetensors file ({e})") from None
+        tensors = read_safetensors(f)
         probes: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
         for name, v in tensors.items():
             k, _, part = name.rpartition("|")

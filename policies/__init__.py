@@ -22,17 +22,18 @@ def policy_classes() -> dict:
     return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy, "state": StatePolicy}
 
 
-def make_policy(cfg: dict, root: Path | None = None) -> Policy:
-    """A new policy from its config dict (type: egpt | global | cnn | state)."""
+def make_policy(cfg: dict, root: Path | None = None, where: str = "policy") -> Policy:
+    """A new policy from its config dict (type: egpt | global | cnn | state); `where` names its source in errors."""
     classes = policy_classes()
     kind = cfg.get("type")
     if kind not in classes:
-        raise EmbodiedError(f"policy.type={kind!r}: expected one of {sorted(classes)} (or expert)")
+        label = "policy.type" if where == "policy" else f"{where}: type"
+        raise EmbodiedError(f"{label}={kind!r}: expected one of {sorted(classes)} (or expert)")
     cls = classes[kind]
     d = {k: v for k, v in cfg.items() if v is not None}  # unset options: the type's defaults
     if kind == "global":
         d["use_subgoal"] = False
-    return cls(config_from_dict(cls.config_class, d, "policy"), root=root)
+    return cls(config_from_dict(cls.config_class, d, f"{where}." if where == "policy" else f"{where}: "), root=root)
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
@@ -47,7 +48,9 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
         cfg = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as e:
         raise EmbodiedError(f"{path / 'config.json'}: unreadable ({e})") from None
-    policy = make_policy(cfg, root=path)
+    if not isinstance(cfg, dict):
+        raise EmbodiedError(f"{path / 'config.json'}: expected a JSON object, got {type(cfg).__name__}")
+    policy = make_policy(cfg, root=path, where=str(path / "config.json"))
     policy.load_weights(path / "model.safetensors")
     return policy.to(device).eval()
 

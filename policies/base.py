@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from embodied.errors import EmbodiedError
+from embodied.errors import EmbodiedError, check_fields
 
 
 @dataclasses.dataclass
@@ -144,7 +144,9 @@ class Policy(nn.Module):
         return set(self.state_dict())
 
     def load_weights(self, file: Path) -> None:
-        state = load_file(str(file))
+        from embodied.io import read_safetensors
+
+        state = read_safetensors(file)
         own = self.state_dict()
         for k, v in state.items():
             if k not in own or own[k].shape != v.shape:
@@ -229,8 +231,5 @@ def ensemble_weight(value: Any) -> float | None:
 
 
 def config_from_dict(cls, d: dict[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise EmbodiedError(f"{where}: unknown policy config field(s) {sorted(unknown)}")
+    check_fields(cls, d, where)
     return cls(**d)

@@ -103,7 +103,7 @@ def test_policy_input_errors(planner_dir, tmp_path):
         make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7})
     with pytest.raises(EmbodiedError, match="policy.type='bogus'"):
         make_policy({"type": "bogus"})
-    with pytest.raises(EmbodiedError, match=r"policy.ensemble='often': expected a number"):
+    with pytest.raises(EmbodiedError, match=r"policy.ensemble='often': expected a number or null"):
         make_policy({"type": "cnn", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "ensemble": "often"})
     with pytest.raises(EmbodiedError, match=r"policy.pixel_keypoints=-3: expected a number of keypoints"):
         make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),

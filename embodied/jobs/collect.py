@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from embodied.cli import config_changes, save_config
 from embodied.datasets import DemoWriter, write_video
+from embodied.datasets.hdf5 import write_demo_file
 from embodied.envs import make_env
 from embodied.envs.rollout import run_episodes
 from embodied.errors import EmbodiedError
+from embodied.io import read_jsonl, remove_stale_temps
 from embodied.policies import make_expert
 
 
@@ -43,20 +47,23 @@ def _demonstrator(cfg: DictConfig, env_cfg: dict):
     return lambda: EmbodiedAgent(OraclePlanner(lag=int(cfg.oracle_lag)), expert(), agent_cfg)
 
 
-def run(cfg: DictConfig, default_dir: Path) -> Path:
-    from embodied.cli import save_config
+# Settings a rerun may change and still continue (or match) a run: how many demos, how, where.
+RESUMABLE = ("n", "workers", "max_attempts", "out")
 
+
+def run(cfg: DictConfig, default_dir: Path) -> Path:
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir / "demos.hdf5"
     if out.suffix not in (".hdf5", ".h5"):
         raise EmbodiedError(f"out: '{out}' should end in .hdf5")
     n = int(cfg.n)
-    if n < 1:
-        raise EmbodiedError(f"n: expected a positive number of demos, got {n}")
     if cfg.loop and not env_cfg.get("cameras"):
         raise EmbodiedError("loop=true: the loop watches a camera; env.cameras is empty")
     if int(cfg.oracle_lag) < 0:
         raise EmbodiedError(f"oracle_lag: expected a number of checks >= 0, got {cfg.oracle_lag}")
+    config_dir = out.parent if cfg.out is None else out.with_name(out.stem + "_config")
+    if out.exists():
+        return _finished(cfg, out, config_dir, n)
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
     try:
         make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # and on a bad expert
@@ -66,56 +73,80 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     cams = env_cfg.get("cameras") or []
     video_cam = cfg.video_camera or (cams[-1] if cams else None)
     if cfg.video and video_cam is not None and video_cam not in cams:
+        probe.close()
         raise EmbodiedError(f"video_camera: '{video_cam}' is not one of env.cameras {cams}")
     meta = env_args(probe, env_cfg)
     xml = probe.unwrapped.model_xml()
     probe.close()
 
+    # Each finished demo is kept in a hidden folder beside `out` until all n are there, so a killed or
+    # interrupted run loses nothing: the same command continues it (episodes.jsonl lists the seeds tried).
+    parts = out.with_name(f".{out.stem}.partial")
     video_dir = out.with_name(out.stem + "_videos")
-    tmp_videos = out.with_name(f".{out.stem}_videos.tmp{os.getpid()}")
+    for stale in (out, video_dir):
+        remove_stale_temps(stale)
+    if parts.exists():
+        diff = config_changes(cfg, parts, RESUMABLE)
+        if diff:
+            raise EmbodiedError(f"out={out}: an unfinished run with other settings ({_listed(diff)}) is kept in "
+                                f"{parts}; rerun it as it was to finish it, use another out=, or remove {parts}")
+        for f in parts.glob(".*.tmp*"):  # a part being written when the run was killed
+            remove_stale_temps(parts / f.name[1:].split(".tmp")[0])
+    save_config(cfg, parts)
+    earlier = len(read_jsonl(parts / "episodes.jsonl", repair=True))  # attempts a killed run finished
+    first = int(cfg.seed)
     attempts = int(cfg.max_attempts or 2 * n + 10)
-    kept: list[int] = []
-    # Workers finish episodes out of order; demos are written in seed order (the first n successes), so the
-    # file, and what is trained on it, does not depend on the number of workers.
-    pending: dict[int, tuple[dict, dict]] = {}
-    finished: set[int] = set()
-    next_seed = int(cfg.seed)
+    record_video = bool(cfg.video) and video_cam is not None
+
+    def keep(res: dict, traj: dict) -> None:
+        if not res["success"]:
+            return
+        if record_video:
+            write_video(parts / f"seed{res['seed']}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
+        attrs = {k: res[k] for k in ("agent_log", "perturbation") if k in res}
+        write_demo_file(parts / f"seed{res['seed']}.hdf5", traj, res["seed"], env_cfg["backend"],
+                        next_obs=bool(cfg.next_obs), model_file=xml, attrs=attrs)
+
+    def chosen(results: list[dict]) -> list[int]:
+        """The demos: the successes among the seeds finished in order from the first, up to n of them. Workers
+        finish out of order; the file does not depend on their number, nor on where a run was stopped."""
+        ok = {r["seed"]: r["success"] for r in results}
+        seeds = []
+        s = first
+        while s in ok and len(seeds) < n:
+            if ok[s]:
+                seeds.append(s)
+            s += 1
+        return seeds
+
+    try:
+        results = run_episodes(
+            env_cfg, _demonstrator(cfg, env_cfg), seeds=range(first, first + attempts), workers=int(cfg.workers),
+            jsonl=parts / "episodes.jsonl", record=True, on_episode=keep, stop=lambda rs: len(chosen(rs)) >= n,
+            total=None, desc=f"collect {env_cfg['task']}")
+    except KeyboardInterrupt:
+        print(f"collect: interrupted; the finished demos are kept in {parts}: run the same command to continue",
+              file=sys.stderr)
+        raise
+    seeds = chosen(results)
+    if len(seeds) < n:
+        shutil.rmtree(parts)  # every attempt has run: nothing to continue
+        raise EmbodiedError(f"collect: only {len(seeds)} of {n} demos succeeded in {attempts} attempts "
+                            f"(raise max_attempts or lower noise)")
+    missing = [s for s in seeds if not (parts / f"seed{s}.hdf5").exists()]
+    if missing:
+        raise EmbodiedError(f"{parts}: the demo of seed {missing[0]} is missing; remove {parts} to start over")
+
+    tmp_videos = out.with_name(f".{out.stem}_videos.tmp{os.getpid()}")
     try:
         with DemoWriter(out, meta, env_cfg, next_obs=bool(cfg.next_obs)) as writer:
-            def write(res: dict, traj: dict) -> None:
-                if not res["success"] or len(kept) >= n:
-                    return
+            for i, s in enumerate(seeds):
                 video = ""
-                if cfg.video and video_cam is not None:
-                    name = f"demo_{len(kept)}"
-                    write_video(tmp_videos / f"{name}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
-                    video = f"{video_dir.name}/{name}.mp4"
-                attrs = {k: res[k] for k in ("agent_log", "perturbation") if k in res}
-                writer.add(traj, res["seed"], model_file=xml, video=video, attrs=attrs)
-                kept.append(res["seed"])
-
-            def drain(results: list[dict]) -> bool:
-                """Write the finished episodes that continue the seed order; True once n demos are kept."""
-                nonlocal next_seed
-                finished.update(r["seed"] for r in results[len(finished):])  # called every step: only the new ones
-                while next_seed in finished:
-                    res, traj = pending.pop(next_seed, (None, None))  # none: its worker crashed
-                    if res is not None:
-                        write(res, traj)
-                    next_seed += 1
-                return len(kept) >= n
-
-            def buffer(res: dict, traj: dict) -> None:
-                pending[res["seed"]] = (res, traj)
-
-            results = run_episodes(
-                env_cfg, _demonstrator(cfg, env_cfg),
-                seeds=range(int(cfg.seed), int(cfg.seed) + attempts), workers=int(cfg.workers), record=True,
-                on_episode=buffer, stop=drain, total=None, desc=f"collect {env_cfg['task']}")
-            drain(results)
-            if len(kept) < n:
-                raise EmbodiedError(f"collect: only {len(kept)} of {n} demos succeeded in {attempts} attempts "
-                                    f"(raise max_attempts or lower noise)")
+                if record_video:
+                    tmp_videos.mkdir(exist_ok=True)
+                    shutil.copyfile(parts / f"seed{s}.mp4", tmp_videos / f"demo_{i}.mp4")
+                    video = f"{video_dir.name}/demo_{i}.mp4"
+                writer.add_from(parts / f"seed{s}.hdf5", video=video)
             writer.close()
         if tmp_videos.exists():
             if video_dir.exists():
@@ -124,7 +155,34 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     finally:
         if tmp_videos.exists():
             shutil.rmtree(tmp_videos)
-    save_config(cfg, out.parent if cfg.out is None else out.with_name(out.stem + "_config"))
-    tried = len(results)
-    print(json.dumps({"out": str(out), "demos": n, "attempts": tried, "expert_success": round(n / max(tried, 1), 3)}))
+    save_config(cfg, config_dir)
+    shutil.rmtree(parts)
+    tried = sum(1 for r in results if r["seed"] <= seeds[-1])
+    print(json.dumps({"out": str(out), "demos": n, "attempts": tried, "expert_success": round(n / max(tried, 1), 3),
+                      "resumed_attempts": earlier}))
     return out
+
+
+def _finished(cfg: DictConfig, out: Path, config_dir: Path, n: int) -> Path:
+    """A rerun onto a finished file: the same settings and n leave it as it is; anything else is refused (the
+    demos there would be lost)."""
+    if not (config_dir / "config.yaml").exists():
+        raise EmbodiedError(f"out={out} exists and was not made by collect (no {config_dir / 'config.yaml'}); "
+                            f"use another out=, or remove it")
+    diff = config_changes(cfg, config_dir, RESUMABLE)
+    if diff:
+        raise EmbodiedError(f"out={out} holds demos made with other settings ({_listed(diff)}); collect does not "
+                            f"overwrite demos: use another out=, or remove it")
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        have = len(f["data"].keys())
+    if have != n:
+        raise EmbodiedError(f"out={out} holds {have} demos made with these settings, not n={n}; use another out=, "
+                            f"or remove it")
+    print(json.dumps({"out": str(out), "demos": n, "attempts": None, "already_there": True}))
+    return out
+
+
+def _listed(diff: list[str]) -> str:
+    return "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")

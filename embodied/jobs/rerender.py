@@ -20,6 +20,7 @@ from embodied.datasets.demos import demo_names, open_demo_file
 from embodied.envs import make_env
 from embodied.envs.base import PALETTE
 from embodied.errors import EmbodiedError
+from embodied.io import remove_stale_temps
 
 
 def run(cfg: DictConfig, default_dir: Path) -> Path:
@@ -33,6 +34,9 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         raise EmbodiedError(f"out: '{out}' should end in .hdf5")
     if out.resolve() == src.resolve():
         raise EmbodiedError(f"out: '{out}' is the input file; write the result to a new file")
+    if out.exists():
+        raise EmbodiedError(f"out={out} exists; rerender does not overwrite demos: use another out=, or remove it")
+    remove_stale_temps(out)  # what a killed run left
     copies = int(cfg.copies)
     if copies < 0:
         raise EmbodiedError(f"copies: expected 0 or more, got {copies}")

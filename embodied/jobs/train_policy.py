@@ -91,6 +91,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError("demos is not set: give a demo file from `embodied collect`")
     if cfg.ties not in ("earlier", "later"):
         raise EmbodiedError(f"ties={cfg.ties!r}: expected earlier or later")
+    from embodied.policies import policy_classes
+
+    if cfg.policy.get("type") not in policy_classes():  # before the demos are read
+        raise EmbodiedError(f"policy.type={cfg.policy.get('type')!r}: expected one of {sorted(policy_classes())}")
     out = Path(cfg.out) if cfg.out else default_dir
     if cfg.get("restarts") is not None and int(cfg.restarts) != 1:
         return _best_of_restarts(cfg, out)
