@@ -113,6 +113,12 @@ CASES = [
     # model-info
     (["model-info", "model=egpt_13b"], "Could not find 'model/egpt_13b'"),
     (["model-info", "model.llm.hidden_size=big"], "model.llm.hidden_size='big': expected an integer"),
+    # train-pose
+    (["train-pose", "out={out}/p"], "demos is not set"),
+    (["train-pose", "demos={in}/made.hdf5", "cameras=[]", "out={out}/p"], "cameras is empty"),
+    (["train-pose", "demos={in}/garbage.hdf5", "out={out}/p"], "garbage.hdf5"),
+    (["train-pose", "demos={in}/made.hdf5", "cameras=[wristcam]", "out={out}/p"], "unknown camera 'wristcam'"),
+    (["train-pose", "demos={in}/made.hdf5", "time_limit=soon", "out={out}/p"], "time_limit='soon': expected a number"),
     # eval-loop
     (["eval-loop", "planners=[gpt]", "out={out}/l"], "gpt"),
     (["eval-loop", "conditions=[explode]", "out={out}/l"], "explode"),

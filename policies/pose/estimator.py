@@ -1,0 +1,193 @@
+"""Where each object is, from the cameras: a small keypoint CNN per view, trained on simulator-labelled frames.
+
+The Stack policies from pixels reach the named cube and stop 2-3 cm off its centre (docs/BENCHMARKS.md), while
+a policy given the simulator's cube poses stacks: the gap is the last centimetres of perception, which 200 demos
+do not teach. Labels are free in simulation, so this estimator learns them from tens of thousands of rendered
+frames (datasets/pose_frames.py) instead: for each object, its position relative to the hand (cm) and its yaw
+modulo 90 degrees (a cube looks the same turned a quarter), as (cos 4*yaw, sin 4*yaw).
+
+Per camera: a 5x5 stride-2 conv and three 3x3 convs (32 channels) keep a map at half the input size (42 x 42
+at 84 px: about 3 mm a cell at grasp height in the wrist view), read by a spatial softmax into keypoints; the
+views' keypoints and the normalised proprioception go through an MLP. A checkpoint is a directory: config.json +
+model.safetensors (save_pretrained / from_pretrained).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from embodied.errors import EmbodiedError, check_fields
+from embodied.io import atomic_dir, read_safetensors
+from embodied.policies.base import SpatialSoftmax, resize
+
+POSE = 7  # obs/object: one (position, quaternion xyzw) block per object
+
+
+@dataclasses.dataclass
+class PoseEstimatorConfig:
+    """Args:
+        cameras: the views it reads, in order (each a key of obs["rgb"]).
+        blocks: objects estimated (the first `blocks` pose blocks of obs/object).
+        proprio_dim: size of obs["proprio"] (the hand's position is its first three numbers).
+        image_size: frames are resized to this square before the CNN.
+        channels: conv channels; keypoints: spatial-softmax keypoints per view.
+        hidden: MLP width.
+        env: the env its frames came from (task, cameras, size), for checks.
+        train_info: how it was made (frames, steps).
+    """
+    cameras: list[str] = dataclasses.field(default_factory=list)
+    blocks: int = 2
+    proprio_dim: int = 9
+    image_size: int = 84
+    channels: int = 32
+    keypoints: int = 32
+    hidden: int = 512
+    env: dict = dataclasses.field(default_factory=dict)
+    train_info: dict = dataclasses.field(default_factory=dict)
+
+
+def pose_targets(obj: torch.Tensor, proprio: torch.Tensor, blocks: int) -> torch.Tensor:
+    """(N, O) object state, (N, P) proprio -> (N, blocks, 5): position from the hand in cm, cos and sin of 4 yaw."""
+    out = []
+    for b in range(blocks):
+        pos, q = obj[:, b * POSE: b * POSE + 3], obj[:, b * POSE + 3: b * POSE + 7]
+        x, y, z, w = q.unbind(-1)
+        yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        out.append(torch.cat([100.0 * (pos - proprio[:, :3]), torch.cos(4 * yaw)[:, None],
+                              torch.sin(4 * yaw)[:, None]], 1))
+    return torch.stack(out, 1)
+
+
+def object_from_pose(pose: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+    """The inverse of pose_targets, as obs/object: (N, blocks, 5) -> (N, 7 * blocks) with each yaw taken in
+    [-45, 45) degrees (the quarter turn a cube is seen in) as a quaternion about z."""
+    parts = []
+    for b in range(pose.shape[1]):
+        pos = proprio[:, :3] + pose[:, b, :3] / 100.0
+        yaw = torch.atan2(pose[:, b, 4], pose[:, b, 3]) / 4
+        half = yaw / 2
+        zero = torch.zeros_like(half)
+        parts += [pos, torch.stack([zero, zero, torch.sin(half), torch.cos(half)], 1)]
+    return torch.cat(parts, 1)
+
+
+class ViewEncoder(nn.Module):
+    def __init__(self, channels: int, keypoints: int):
+        super().__init__()
+        c = channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, c, 5, stride=2, padding=2), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
+        self.keypoints = SpatialSoftmax(c, keypoints)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.keypoints(self.conv(x))
+
+
+class PoseEstimator(nn.Module):
+    def __init__(self, cfg: PoseEstimatorConfig):
+        super().__init__()
+        if not cfg.cameras:
+            raise EmbodiedError("pose estimator: cameras is empty; expected the views it reads")
+        if cfg.blocks < 1:
+            raise EmbodiedError(f"pose estimator: blocks={cfg.blocks}; expected at least one object")
+        self.cfg = cfg
+        self.views = nn.ModuleList(ViewEncoder(cfg.channels, cfg.keypoints) for _ in cfg.cameras)
+        width = 2 * cfg.keypoints * len(cfg.cameras) + cfg.proprio_dim
+        self.head = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden),
+                                  nn.ReLU(), nn.Linear(cfg.hidden, 5 * cfg.blocks))
+        self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
+
+    def set_normalization(self, proprio: torch.Tensor) -> None:
+        self.proprio_mean.copy_(proprio.float().mean(0))
+        self.proprio_std.copy_(proprio.float().std(0).clamp(min=1e-3))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, rgb: dict[str, torch.Tensor], proprio: torch.Tensor) -> torch.Tensor:
+        """{camera: (B, H, W, 3) uint8}, (B, P) -> (B, blocks, 5): position from the hand (cm), cos/sin 4 yaw."""
+        feats = [enc(resize(rgb[c].to(self.device), self.cfg.image_size) - 0.5)
+                 for c, enc in zip(self.cfg.cameras, self.views)]
+        proprio = (proprio.float().to(self.device) - self.proprio_mean) / self.proprio_std
+        return self.head(torch.cat([*feats, proprio], 1)).view(-1, self.cfg.blocks, 5)
+
+    def loss(self, rgb: dict[str, torch.Tensor], proprio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred = self(rgb, proprio)
+        target = target.to(pred.device)
+        return (nn.functional.smooth_l1_loss(pred[..., :3], target[..., :3])
+                + nn.functional.mse_loss(pred[..., 3:], target[..., 3:]))
+
+    @torch.no_grad()
+    def estimate(self, obs: dict) -> np.ndarray:
+        """One observation -> obs/object as the simulator would give it (positions, yaw-only quaternions)."""
+        missing = [c for c in self.cfg.cameras if c not in obs.get("rgb", {})]
+        if missing:
+            raise EmbodiedError(f"pose estimator reads camera '{missing[0]}'; the env gives {sorted(obs.get('rgb', {}))}")
+        rgb = {c: torch.as_tensor(np.asarray(obs["rgb"][c]))[None] for c in self.cfg.cameras}
+        proprio = torch.as_tensor(np.asarray(obs["proprio"], np.float32))[None]
+        return object_from_pose(self(rgb, proprio).cpu(), proprio)[0].numpy()
+
+    # -- files ----------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        """config.json + model.safetensors in `path`, replaced whole; `extra`: {file name: writer(path)} saved
+        with them (a training run's optimizer state)."""
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
+            for name, writer in (extra or {}).items():
+                writer(tmp / name)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "PoseEstimator":
+        from embodied.assets import resolve
+
+        path = resolve(path)
+        f = path / "config.json"
+        if not f.exists():
+            raise EmbodiedError(f"{path}: not a pose estimator checkpoint (no config.json)")
+        try:
+            d = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise EmbodiedError(f"{f}: unreadable ({e})") from None
+        if not isinstance(d, dict):
+            raise EmbodiedError(f"{f}: expected a JSON object")
+        check_fields(PoseEstimatorConfig, d, f"{f}: ")
+        model = cls(PoseEstimatorConfig(**d))
+        state = read_safetensors(path / "model.safetensors")
+        own = model.state_dict()
+        bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
+        if bad or set(state) - set(own):
+            raise EmbodiedError(f"{path / 'model.safetensors'}: does not fit {f} (first: "
+                                f"{(bad or sorted(set(state) - set(own)))[0]})")
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def errors_mm(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Position error (mm, 3D) per object, over all frames and over those with the object within 10 cm of the
+    hand (where a grasp or a placement is decided); yaw error in degrees (modulo 90)."""
+    err = (pred[..., :3] - target[..., :3]).norm(dim=-1) * 10.0  # cm -> mm
+    near = target[..., :3].norm(dim=-1) < 10.0
+    yaw_p = torch.atan2(pred[..., 4], pred[..., 3])
+    yaw_t = torch.atan2(target[..., 4], target[..., 3])
+    dyaw = torch.remainder(yaw_p - yaw_t + math.pi, 2 * math.pi) - math.pi
+    out = {}
+    for b in range(pred.shape[1]):
+        out[f"obj{b}_mm"] = float(err[:, b].mean())
+        out[f"obj{b}_near_mm"] = float(err[:, b][near[:, b]].mean()) if near[:, b].any() else float("nan")
+        out[f"obj{b}_near_frac"] = float(near[:, b].float().mean())
+        out[f"obj{b}_yaw_deg"] = float(dyaw[:, b].abs().mean() / 4 * 180 / math.pi)
+    return out

@@ -1,0 +1,93 @@
+"""The pose estimator: labelled frames rendered from demos' stored states, training that resumes exactly, the
+checkpoint round trip, and estimates in the simulator's obs/object layout."""
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def state_demos(tmp_path_factory):
+    """Three Stack demos without cameras (frames are rendered afterwards), at 64 px."""
+    out = tmp_path_factory.mktemp("pose") / "stack.hdf5"
+    r = run_cli("collect", "env=robosuite/stack", "expert=reactive", "noise=0.1", "env.cameras=[]", "video=false",
+                "env.height=64", "env.width=64", "n=3", "next_obs=false", f"out={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+ARGS = ["per_demo=5", "chunk=2", "valid_demos=1", "eval_every=4", "batch_size=8", "model.image_size=48",
+        "model.keypoints=8", "model.hidden=64"]
+
+
+def test_frames_match_the_simulator_and_training_resumes_exactly(state_demos, tmp_path):
+    from embodied.envs import make_env
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    r = run_cli("train-pose", f"demos={state_demos}", f"out={straight}", "steps=8", *ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # Frames: two chunk files (2 + 1 demos), 5 steps each, labelled with the state they were rendered from.
+    chunks = sorted((straight / "frames").glob("frames_*.hdf5"))
+    assert len(chunks) == 2
+    with h5py.File(chunks[0]) as h, h5py.File(state_demos) as d:
+        assert h["rgb/agentview"].shape == (10, 64, 64, 3) and h["rgb/robot0_eye_in_hand"].shape == (10, 64, 64, 3)
+        seed, t = int(h["seed"][0]), int(h["t"][0])
+        demo = next(g for g in d["data"].values() if int(g.attrs["seed"]) == seed)
+        assert np.allclose(h["object"][0], demo["obs/object"][t], atol=1e-5)
+        env = make_env({**json.loads(d["data"].attrs["embodied_env"]), "cameras": ["agentview"], "height": 64,
+                        "width": 64})
+        env.reset(seed=seed)
+        frame = env.unwrapped.set_sim_state(demo["states"][t])["rgb"]["agentview"]
+        env.close()
+        assert np.array_equal(frame, h["rgb/agentview"][0])  # upright, as the env gives it
+    # Stopped after 4 steps and continued: the same weights as 8 steps in one go.
+    r = run_cli("train-pose", f"demos={state_demos}", f"out={split}", "steps=8", "stop_after=4", *ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("train-pose", f"demos={state_demos}", f"out={split}", "steps=8", *ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (load_file(str(d / "last" / "model.safetensors")) for d in (straight, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads(x) for x in (split / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [4, 8] and "obj0_near_mm" in history[-1]
+    assert (split / "curve.png").exists() and (split / "best" / "config.json").exists()
+    # Another setting is refused rather than mixed into the run.
+    r = run_cli("train-pose", f"demos={state_demos}", f"out={split}", "steps=8", *ARGS[:-1], "model.hidden=32")
+    assert r.returncode == 2 and "model.hidden=32 here, 64 there" in r.stderr
+
+
+def test_estimator_round_trip_and_obs_layout(tmp_path):
+    from embodied.policies.pose import PoseEstimator, PoseEstimatorConfig, object_from_pose, pose_targets
+    from embodied.errors import EmbodiedError
+
+    torch.manual_seed(0)
+    model = PoseEstimator(PoseEstimatorConfig(cameras=["agentview", "robot0_eye_in_hand"], image_size=32,
+                                              keypoints=4, hidden=32)).eval()
+    model.save_pretrained(tmp_path / "p")
+    again = PoseEstimator.from_pretrained(tmp_path / "p")
+    obs = {"rgb": {c: np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8) for c in model.cfg.cameras},
+           "proprio": np.linspace(-1, 1, 9).astype(np.float32)}
+    est = model.estimate(obs)
+    assert est.shape == (14,) and np.array_equal(est, again.estimate(obs))
+    with pytest.raises(EmbodiedError, match="reads camera 'robot0_eye_in_hand'"):
+        model.estimate({"rgb": {"agentview": obs["rgb"]["agentview"]}, "proprio": obs["proprio"]})
+    # pose_targets and object_from_pose invert each other: positions exactly, yaw modulo 90 degrees.
+    yaw = torch.tensor([0.3, 2.0])  # 2.0 rad = 114.6 deg, seen as 24.6 deg
+    obj = torch.cat([torch.tensor([[0.1, -0.05, 0.83]]).repeat(2, 1),
+                     torch.stack([torch.zeros(2), torch.zeros(2), torch.sin(yaw / 2), torch.cos(yaw / 2)], 1),
+                     torch.tensor([[0.0, 0.1, 0.82]]).repeat(2, 1), torch.tensor([[0.0, 0.0, 0.0, 1.0]]).repeat(2, 1)], 1)
+    proprio = torch.tensor([[0.05, 0.0, 1.0, 0, 0, 0, 1, 0.04, -0.04]]).repeat(2, 1)
+    back = object_from_pose(pose_targets(obj, proprio, 2), proprio)
+    assert torch.allclose(back[:, :3], obj[:, :3], atol=1e-6) and torch.allclose(back[:, 7:10], obj[:, 7:10], atol=1e-6)
+    back_yaw = 2 * torch.atan2(back[:, 5], back[:, 6])
+    assert torch.allclose(back_yaw, torch.tensor([0.3, 2.0 - math.pi / 2]), atol=1e-5)
+    # A hand-edited config names its field.
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    (tmp_path / "p" / "config.json").write_text(json.dumps({**cfg, "keypoints": "many"}))
+    with pytest.raises(EmbodiedError, match=r"config.json: keypoints='many': expected an integer"):
+        PoseEstimator.from_pretrained(tmp_path / "p")
