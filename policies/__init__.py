@@ -26,14 +26,14 @@ def make_policy(cfg: dict, root: Path | None = None, where: str = "policy") -> P
     """A new policy from its config dict (type: egpt | global | cnn | state); `where` names its source in errors."""
     classes = policy_classes()
     kind = cfg.get("type")
+    prefix = "policy." if where == "policy" else f"{where}: "  # a job's key, or a file's field
     if kind not in classes:
-        label = "policy.type" if where == "policy" else f"{where}: type"
-        raise EmbodiedError(f"{label}={kind!r}: expected one of {sorted(classes)} (or expert)")
+        raise EmbodiedError(f"{prefix}type={kind!r}: expected one of {sorted(classes)} (or expert)")
     cls = classes[kind]
     d = {k: v for k, v in cfg.items() if v is not None}  # unset options: the type's defaults
     if kind == "global":
         d["use_subgoal"] = False
-    return cls(config_from_dict(cls.config_class, d, f"{where}." if where == "policy" else f"{where}: "), root=root)
+    return cls(config_from_dict(cls.config_class, d, prefix), root=root)
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from embodied.errors import EmbodiedError, check_fields
+from embodied.io import read_safetensors
 
 
 @dataclasses.dataclass
@@ -144,8 +145,6 @@ class Policy(nn.Module):
         return set(self.state_dict())
 
     def load_weights(self, file: Path) -> None:
-        from embodied.io import read_safetensors
-
         state = read_safetensors(file)
         own = self.state_dict()
         for k, v in state.items():

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import h5py
 from omegaconf import DictConfig, OmegaConf
 
 from embodied.cli import config_changes, save_config
@@ -90,8 +91,6 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         if diff:
             raise EmbodiedError(f"out={out}: an unfinished run with other settings ({_listed(diff)}) is kept in "
                                 f"{parts}; rerun it as it was to finish it, use another out=, or remove {parts}")
-        for f in parts.glob(".*.tmp*"):  # a part being written when the run was killed
-            remove_stale_temps(parts / f.name[1:].split(".tmp")[0])
     save_config(cfg, parts)
     earlier = len(read_jsonl(parts / "episodes.jsonl", repair=True))  # attempts a killed run finished
     first = int(cfg.seed)
@@ -173,8 +172,6 @@ def _finished(cfg: DictConfig, out: Path, config_dir: Path, n: int) -> Path:
     if diff:
         raise EmbodiedError(f"out={out} holds demos made with other settings ({_listed(diff)}); collect does not "
                             f"overwrite demos: use another out=, or remove it")
-    import h5py
-
     with h5py.File(out, "r") as f:
         have = len(f["data"].keys())
     if have != n:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
 from embodied.cli import check_continuation, save_config
 from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames
@@ -32,7 +33,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError("demos is not set: give a demo file from `embodied collect` (cameras not needed)")
     cams = [cfg.cameras] if isinstance(cfg.cameras, str) else list(cfg.cameras or [])
     if not cams:
-        raise EmbodiedError("cameras is empty: expected the views the estimator reads, e.g. [agentview,robot0_eye_in_hand]")
+        raise EmbodiedError("cameras is empty: expected the views the estimator reads, "
+                            "e.g. [agentview,robot0_eye_in_hand]")
     out = Path(cfg.out) if cfg.out else default_dir
     last, best = out / "last", out / "best"
     if (out / "config.yaml").exists():
@@ -43,7 +45,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     data = load_pose_frames(paths, cams)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     size = int(model_cfg.get("image_size", 84))
-    rgb = {c: _resized(v, size) for c, v in data["rgb"].items()}  # once, not at every step
+    rgb = {c: _resized(data["rgb"].pop(c), size) for c in cams}  # once, not at every step; the full size is dropped
     seeds = data["seed"]
     held = set(sorted(set(seeds.tolist()))[-int(cfg.valid_demos):]) if int(cfg.valid_demos) > 0 else set()
     valid = torch.tensor([int(s) in held for s in seeds.tolist()])
@@ -75,8 +77,6 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     every = int(cfg.eval_every)
     t0, losses, first = time.time(), [], step
     model.train()
-    from tqdm import tqdm
-
     bar = tqdm(total=steps, initial=step, desc="train-pose", unit="step", dynamic_ncols=True)
     while step < steps:
         # Each step's batch and shifts come from the step number alone, so a resumed run sees the same batches.

@@ -132,7 +132,8 @@ class PoseEstimator(nn.Module):
         """One observation -> obs/object as the simulator would give it (positions, yaw-only quaternions)."""
         missing = [c for c in self.cfg.cameras if c not in obs.get("rgb", {})]
         if missing:
-            raise EmbodiedError(f"pose estimator reads camera '{missing[0]}'; the env gives {sorted(obs.get('rgb', {}))}")
+            raise EmbodiedError(f"pose estimator reads camera '{missing[0]}'; "
+                                f"the env gives {sorted(obs.get('rgb', {}))}")
         rgb = {c: torch.as_tensor(np.asarray(obs["rgb"][c]))[None] for c in self.cfg.cameras}
         proprio = torch.as_tensor(np.asarray(obs["proprio"], np.float32))[None]
         return object_from_pose(self(rgb, proprio).cpu(), proprio)[0].numpy()
