@@ -1,12 +1,13 @@
-"""A low-dim policy driven by the cameras: its obs/object replaced by the pose estimator's estimate, against the
-same policy given the simulator's object state, on the same held-out seeds in one run.
+"""A low-dim policy driven by the cameras (policy.type=pose: the state head on the pose estimator's estimate),
+against the same head given the simulator's object state, on the same held-out seeds in one run.
 
     python bench/pose_in_loop.py --estimator runs/pose/est/best --policy tiny/policies/stack \
         --episodes 20 --seed 300000 --workers 2
 
-The estimator reads both cameras (the env renders them; the policy itself never sees the simulator's object
-state in the "estimated" row). Prints one JSON line per row (success, Wilson 95%, the estimate's mean position
-error per object during the episodes, all frames and within 10 cm of the hand) and a markdown table.
+The camera row is the shipped code path, `PosePolicy.from_parts(head, estimator)` (it never reads obs/object;
+the bench reads it to score the estimate). The env gives the simulator's sub-goals (an oracle planner) to heads
+that read them. Prints one JSON line per row (success, Wilson 95%, the estimate's mean position error per
+object during the episodes, all frames and within 10 cm of the hand) and a markdown table.
 """
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ import time
 import numpy as np
 
 
-class EstimatedState:
-    """The policy's actor with obs/object taken from the estimator; the true object state only scores it."""
+class Scored:
+    """A camera-driven policy's actor; the estimate it acts on is scored against the true object state."""
 
-    def __init__(self, estimator, policy, record: list):
-        self.estimator, self.actor, self.record = estimator, policy.actor(), record
+    def __init__(self, policy, record: list):
+        self.policy, self.actor, self.record = policy, policy.actor(), record
 
     def reset(self) -> None:
         self.actor.reset()
 
     def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
-        est = self.estimator.estimate(obs)
+        est = self.policy.estimator.estimate(obs)
         true, hand = np.asarray(obs["object"]), np.asarray(obs["proprio"][:3])
-        for b in range(self.estimator.cfg.blocks):
+        for b in range(self.policy.estimator.cfg.blocks):
             p, t = est[7 * b: 7 * b + 3], true[7 * b: 7 * b + 3]
             self.record.append((b, float(np.linalg.norm(p - t)) * 1000, float(np.linalg.norm(t - hand)) < 0.10))
-        return self.actor.act({**obs, "object": est.astype(np.float32)}, subgoal)
+        return self.actor.act({k: v for k, v in obs.items() if k != "object"}, subgoal)
 
 
 def main() -> None:
@@ -51,17 +52,18 @@ def main() -> None:
     from embodied.jobs.rollout import wilson
     from embodied.policies import load_policy
     from embodied.policies.pose import PoseEstimator
+    from embodied.policies.pose.policy import PosePolicy
 
     torch.set_num_threads(1 if args.workers > 1 else torch.get_num_threads())
-    estimator = PoseEstimator.from_pretrained(args.estimator)
     policy = load_policy(args.policy)
-    env_cfg = {**dict(policy.cfg.env), "cameras": list(estimator.cfg.cameras), "horizon": args.horizon,
-               "height": estimator.cfg.env.get("height", 128), "width": estimator.cfg.env.get("width", 128)}
+    pose = PosePolicy.from_parts(policy, PoseEstimator.from_pretrained(args.estimator))
+    estimator = pose.estimator
+    env_cfg = {**pose.cfg.env, "horizon": args.horizon}
     seeds = range(args.seed, args.seed + args.episodes)
     rows = []
     for name in ("simulator state", "estimated from the cameras"):
         record: list = []
-        make = policy.actor if name == "simulator state" else (lambda: EstimatedState(estimator, policy, record))
+        make = policy.actor if name == "simulator state" else (lambda: Scored(pose, record))
         t0 = time.perf_counter()
         res = run_episodes(env_cfg, make, seeds, workers=args.workers, desc=name)
         k = sum(r["success"] for r in res)

@@ -91,15 +91,20 @@ def _render_chunk(job: tuple) -> str:
                     rows["t"].append(int(t))
     finally:
         env.close()
+    write_frames(path, frames, rows, env_cfg)
+    return path
+
+
+def write_frames(path: str | Path, frames: dict[str, list], rows: dict[str, list], env_cfg: dict) -> None:
+    """One chunk file, written whole under a temporary name: rgb/<camera> plus a dataset per row key."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h:
-            for c in cams:
-                x = np.stack(frames[c])
+            for c, v in frames.items():
+                x = np.stack(v)
                 h.create_dataset(f"rgb/{c}", data=x, chunks=(1, *x.shape[1:]), compression="gzip", compression_opts=4)
             for k, v in rows.items():
                 h.create_dataset(k, data=np.asarray(v))
             h.attrs["env"] = json.dumps(env_cfg)
-    return path
 
 
 def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str]) -> dict:

@@ -2,7 +2,8 @@
 
 Learned policies (one folder each, config beside model): `egpt` (EmbodiedGPT: Embodied-former features
 conditioned on the sub-goal), `global` (the same head without sub-goal conditioning), `cnn` (BC from pixels),
-`state` (BC from the simulator's low-dim state, conditioned on the sub-goal's skill).
+`state` (BC from the simulator's low-dim state, conditioned on the sub-goal's skill), `pose` (the state head on
+the pose estimator's reading of the cameras: pixels and proprioception only at rollout).
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from embodied.policies.scripted import ScriptedExpert, make_expert
 def policy_classes() -> dict:
     from embodied.policies.cnn_bc import CNNPolicy
     from embodied.policies.egpt import EGPTPolicy
+    from embodied.policies.pose.policy import PosePolicy
     from embodied.policies.state_bc import StatePolicy
 
-    return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy, "state": StatePolicy}
+    return {"egpt": EGPTPolicy, "global": EGPTPolicy, "cnn": CNNPolicy, "state": StatePolicy, "pose": PosePolicy}
 
 
 def make_policy(cfg: dict, root: Path | None = None, where: str = "policy") -> Policy:
-    """A new policy from its config dict (type: egpt | global | cnn | state); `where` names its source in errors."""
+    """A new policy from its config dict (type: egpt | global | cnn | state | pose); `where` names its source in errors."""
     classes = policy_classes()
     kind = cfg.get("type")
     prefix = "policy." if where == "policy" else f"{where}: "  # a job's key, or a file's field

@@ -91,3 +91,67 @@ def test_estimator_round_trip_and_obs_layout(tmp_path):
     (tmp_path / "p" / "config.json").write_text(json.dumps({**cfg, "keypoints": "many"}))
     with pytest.raises(EmbodiedError, match=r"config.json: keypoints='many': expected an integer"):
         PoseEstimator.from_pretrained(tmp_path / "p")
+
+
+@pytest.fixture(scope="module")
+def estimator(state_demos, tmp_path_factory):
+    """A few steps of train-pose on the three demos: a real checkpoint (its estimates are not yet good)."""
+    out = tmp_path_factory.mktemp("est")
+    r = run_cli("train-pose", f"demos={state_demos}", f"out={out}", "steps=2", *ARGS)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out / "last"
+
+
+def test_pose_policy_acts_from_the_cameras_and_follows_the_subgoal(state_demos, estimator, tmp_path):
+    """policy.type=pose: the state head trained on the demos, the estimator frozen inside one checkpoint; its
+    rollouts (checkpoint selection included) render the estimator's cameras; obs/object is never read."""
+    from embodied.envs import make_env
+    from embodied.errors import EmbodiedError
+    from embodied.policies import load_policy
+    from embodied.policies.pose import PoseEstimator
+    from embodied.policies.pose.policy import PosePolicy
+
+    out = tmp_path / "pol"
+    r = run_cli("train-policy", f"demos={state_demos}", "n_demos=null", f"out={out}", "policy.type=pose",
+                f"policy.estimator={estimator}", "policy.object_noise=0.005", "epochs=2", "eval_every=2",
+                "eval_episodes=1", "eval_horizon=10", "restarts=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    policy = load_policy(out / "best")
+    assert isinstance(policy, PosePolicy) and policy.cfg.env["cameras"] == ["agentview", "robot0_eye_in_hand"]
+    est = PoseEstimator.from_pretrained(estimator)
+    assert all(torch.equal(v, policy.estimator.state_dict()[k]) for k, v in est.state_dict().items())
+    env = make_env({**policy.cfg.env, "horizon": 20})
+    obs, info = env.reset(seed=7)
+    # The cameras, not the simulator's object state: a wrong obs/object changes nothing.
+    a = policy.actor().act(obs, "reach the red cube")
+    b = policy.actor().act({**obs, "object": np.zeros_like(obs["object"])}, "reach the red cube")
+    assert np.array_equal(a, b) and a.shape == (7,) and np.isfinite(a).all()
+    # The sub-goal's skill is an input: another sub-goal, another action.
+    c = policy.actor().act(obs, "lift the red cube")
+    assert not np.allclose(a, c)
+    # An env without one of its cameras: one error naming the camera and what the env gives.
+    with pytest.raises(EmbodiedError, match="reads camera 'robot0_eye_in_hand'"):
+        policy.actor().act({**obs, "rgb": {"agentview": obs["rgb"]["agentview"]}}, "reach the red cube")
+    env.close()
+    # Without an estimator: one line naming the key.
+    r = run_cli("train-policy", f"demos={state_demos}", f"out={tmp_path / 'no'}", "policy.type=pose", "epochs=1")
+    assert r.returncode == 2 and "policy.estimator" in r.stderr
+
+
+def test_from_parts_acts_as_its_head_on_the_estimate(estimator):
+    from embodied.policies.pose import PoseEstimator
+    from embodied.policies.pose.policy import PosePolicy
+    from embodied.policies.state_bc import StatePolicy
+    from embodied.policies.state_bc.policy import StatePolicyConfig
+
+    torch.manual_seed(0)
+    head = StatePolicy(StatePolicyConfig(proprio_dim=9, action_dim=7, object_dim=14, pose_blocks=2, hidden=32,
+                                         skills=["lift", "reach"], env={"task": "Stack", "cameras": []})).eval()
+    est = PoseEstimator.from_pretrained(estimator)
+    pose = PosePolicy.from_parts(head, est)
+    assert pose.cfg.env["cameras"] == est.cfg.cameras and pose.cfg.type == "pose"
+    rng = np.random.default_rng(1)
+    obs = {"rgb": {c: rng.integers(0, 255, (64, 64, 3), np.uint8) for c in est.cfg.cameras},
+           "proprio": rng.normal(size=9).astype(np.float32), "object": np.zeros(14, np.float32)}
+    want = head.actor().act({**obs, "object": est.estimate(obs).astype(np.float32)}, "lift it")
+    assert np.allclose(pose.actor().act(obs, "lift it"), want, atol=1e-6)

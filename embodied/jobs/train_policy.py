@@ -7,13 +7,16 @@ With frozen perception (egpt, global) the ViT and E-former features of `aug_view
 copies of every frame are computed once, and only the head trains on them.
 
 `policy.type=state` reads no frames: it trains on the demos' low-dim state (obs/proprio, obs/object), so its
-demos may come from `embodied collect ... env.cameras=[]`, and its rollouts render nothing.
+demos may come from `embodied collect ... env.cameras=[]`, and its rollouts render nothing. `policy.type=pose`
+trains the same head on the same demos and ships it with a frozen pose estimator (`policy.estimator=`, from
+train-pose): its rollouts, the checkpoint-choosing ones included, act from the cameras.
 
 `restarts=K` trains the recipe K times (seeds seed..seed+K-1, out/restart<r>), rolls each run's chosen
 checkpoint out on `select_episodes` held-out seeds and keeps the best run's as out/best.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -95,11 +98,13 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
     if cfg.policy.get("type") not in policy_classes():  # before the demos are read
         raise EmbodiedError(f"policy.type={cfg.policy.get('type')!r}: expected one of {sorted(policy_classes())}")
+    if cfg.policy.get("type") == "pose" and not cfg.policy.get("estimator"):
+        raise EmbodiedError("policy.type=pose needs policy.estimator: a train-pose checkpoint (its best/ or last/)")
     out = Path(cfg.out) if cfg.out else default_dir
     if cfg.get("restarts") is not None and int(cfg.restarts) != 1:
         return _best_of_restarts(cfg, out)
     torch.manual_seed(int(cfg.seed))
-    low_dim = cfg.policy.get("type") == "state"
+    low_dim = cfg.policy.get("type") in ("state", "pose")  # pose: a state head, trained on the demos' states
     data, env_cfg = load_demos(Path(cfg.demos), int(cfg.n_demos) if cfg.n_demos else None, cfg.policy.camera,
                                pixels=not low_dim)
     env_cfg["cameras"] = [data["camera"]] if data["camera"] else []  # rollouts render only what the policy sees
@@ -119,6 +124,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         pcfg["object_dim"] = int(data["object"].shape[1])
     if low_dim:
         pcfg.update(_state_inputs(data, env_cfg, str(cfg.demos)))
+    estimator = _pose_estimator(pcfg, env_cfg) if pcfg.get("type") == "pose" else None
     if n_scenes and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
         raise EmbodiedError(f"aux_scenes={n_scenes}: scene frames train the object-state target only: "
                             "they need policy.aux_object=true and frozen perception (egpt or global)")
@@ -133,6 +139,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     # A finished run (reruns, and every run of restarts=K) only writes its summary: no scenes, no features.
     training = s is None or int(s["epoch"]) < int(cfg.epochs)
     policy = load_policy(last) if resume else make_policy(pcfg)
+    if estimator is not None and not resume:
+        policy.load_estimator(estimator)
     obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # aux target or low-dim input
     scenes = None
     if n_scenes and training:
@@ -230,11 +238,30 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     return summary
 
 
+def _pose_estimator(pcfg: dict, env_cfg: dict):
+    """policy.type=pose: the train-pose checkpoint named by policy.estimator, its config put in the policy's and
+    its cameras (and frame size) in the evaluation env's, since the policy reads the cameras at rollout."""
+    from embodied.policies.pose import PoseEstimator
+
+    path = str(pcfg["estimator"])
+    estimator = PoseEstimator.from_pretrained(path)
+    if estimator.cfg.blocks * 7 != pcfg["object_dim"]:
+        raise EmbodiedError(f"policy.estimator={path} estimates {estimator.cfg.blocks} objects; the demos' obs/object "
+                            f"has {pcfg['object_dim']} numbers ({pcfg['object_dim'] // 7} objects)")
+    made_for = estimator.cfg.env.get("task")
+    if made_for and made_for != env_cfg.get("task"):
+        raise EmbodiedError(f"policy.estimator={path} was trained on {made_for} frames; the demos are {env_cfg.get('task')}")
+    pcfg["estimator"] = dataclasses.asdict(estimator.cfg)
+    env_cfg.update(cameras=list(estimator.cfg.cameras), height=estimator.cfg.env.get("height", env_cfg.get("height")),
+                   width=estimator.cfg.env.get("width", env_cfg.get("width")))
+    return estimator
+
+
 def _state_inputs(data: dict, env_cfg: dict, demos: str) -> dict:
     """What a low-dim policy reads, from its demos: the object state's size, its pose blocks (robosuite) and
     the skills (first words) of the sub-goals."""
     if data["object"] is None:
-        raise EmbodiedError(f"policy.type=state: {demos} has no obs/object in every demo")
+        raise EmbodiedError(f"policy.type=state or pose: {demos} has no obs/object in every demo")
     from embodied.policies.state_bc.policy import POSE
 
     dim = int(data["object"].shape[1])

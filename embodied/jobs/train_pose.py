@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from embodied.cli import check_continuation, save_config
-from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames
+import numpy as np
+
+from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames, write_frames
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
 from embodied.policies.base import random_shift, resize
@@ -26,6 +28,76 @@ from embodied.policies.pose.estimator import PoseEstimator, PoseEstimatorConfig,
 STATE = "train_state.pt"
 # A rerun may go further or stop elsewhere; anything else would mix two experiments in one folder.
 RESUMABLE = ("steps", "stop_after", "time_limit", "workers", "out", "eval_every")
+
+
+class _Recorder:
+    """DAgger for perception: the state policy acts on the estimator's estimate (plus Gaussian action noise), so
+    the episodes go where a camera-driven policy goes, mistakes and recoveries included; every `every`-th frame
+    is kept with the simulator's labels in `store[seed]`."""
+
+    def __init__(self, estimator, policy, cams: list[str], every: int, noise: float, store: dict):
+        self.estimator, self.actor, self.cams = estimator, policy.actor(), cams
+        self.every, self.noise, self.store = every, noise, store
+        self.rng, self.t, self.rows = np.random.default_rng(0), 0, None
+
+    def reset(self) -> None:
+        self.actor.reset()
+        self.t = 0
+
+    def seed(self, seed: int) -> None:  # called after reset with the episode's seed
+        self.rng = np.random.default_rng(seed)
+        self.rows = self.store.setdefault(seed, {"rgb": {c: [] for c in self.cams}, "proprio": [], "object": [],
+                                                 "t": []})
+
+    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+        est = self.estimator.estimate(obs)
+        if self.t % self.every == 0:
+            for c in self.cams:
+                self.rows["rgb"][c].append(np.asarray(obs["rgb"][c]))
+            self.rows["proprio"].append(np.asarray(obs["proprio"], np.float32))
+            self.rows["object"].append(np.asarray(obs["object"], np.float32))
+            self.rows["t"].append(self.t)
+        self.t += 1
+        a = self.actor.act({**obs, "object": est.astype(np.float32)}, subgoal)
+        if self.noise > 0:
+            a = np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0)
+        return a
+
+
+def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -> list[Path]:
+    """`r.episodes` episodes (seeds from `r.seed`) of `r.policy` acting on `r.estimator`'s estimate, kept as chunk
+    files of `r.chunk` episodes in `folder` (the frames format of datasets/pose_frames.py, plus the episode
+    step t); the chunks already there are kept, so a killed run resumes from the last whole chunk."""
+    from embodied.envs.rollout import run_episodes
+    from embodied.policies import load_policy
+
+    n, chunk = int(r.episodes or 0), int(r.chunk)
+    if n <= 0:
+        return []
+    if not r.estimator:
+        raise EmbodiedError("rollouts.estimator is not set: expected the train-pose checkpoint the episodes act on")
+    estimator = PoseEstimator.from_pretrained(r.estimator)
+    missing = [c for c in cams if c not in estimator.cfg.cameras]
+    if missing:
+        raise EmbodiedError(f"rollouts.estimator={r.estimator} reads {estimator.cfg.cameras}; cameras has {missing[0]}")
+    policy = load_policy(r.policy)
+    env_cfg = {**estimator.cfg.env, "cameras": list(estimator.cfg.cameras), "perturbation": None}
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    jobs = [(k, range(int(r.seed) + s, int(r.seed) + min(n, s + chunk))) for k, s in enumerate(range(0, n, chunk))]
+    for k, seeds in jobs:
+        path = folder / f"frames_{k:04d}.hdf5"
+        paths.append(path)
+        if path.exists():
+            continue
+        store: dict = {}
+        run_episodes(env_cfg, lambda: _Recorder(estimator, policy, cams, int(r.every), float(r.noise), store),
+                     seeds, workers=workers, desc=f"rollout frames {k + 1}/{len(jobs)}", total=len(seeds))
+        frames = {c: [f for s in seeds for f in store[s]["rgb"][c]] for c in cams}
+        rows = {key: [v for s in seeds for v in store[s][key]] for key in ("proprio", "object", "t")}
+        rows["seed"] = [s for s in seeds for _ in store[s]["t"]]
+        write_frames(path, frames, rows, env_cfg)
+    return paths
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
@@ -41,32 +113,41 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         check_continuation(cfg, out, RESUMABLE)
     paths = render_pose_frames(cfg.demos, out / "frames", cams, per_demo=int(cfg.per_demo), chunk=int(cfg.chunk),
                                workers=int(cfg.workers), seed=int(cfg.seed))
+    roll_paths = rollout_frames(cfg.rollouts, out / "rollout_frames", cams, int(cfg.workers))
     save_config(cfg, out)
-    data = load_pose_frames(paths, cams)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     size = int(model_cfg.get("image_size", 84))
-    rgb = {c: _resized(data["rgb"].pop(c), size) for c in cams}  # once, not at every step; the full size is dropped
-    seeds = data["seed"]
-    held = set(sorted(set(seeds.tolist()))[-int(cfg.valid_demos):]) if int(cfg.valid_demos) > 0 else set()
-    valid = torch.tensor([int(s) in held for s in seeds.tolist()])
-    train_idx, valid_idx = torch.nonzero(~valid).squeeze(1), torch.nonzero(valid).squeeze(1)
+    groups = [(paths, int(cfg.valid_demos))]
+    if roll_paths:  # a tenth of the episodes held out: the error where the policy really goes
+        groups.append((roll_paths, max(1, int(cfg.rollouts.episodes) // 10)))
+    rgb, proprio, obj, group, valid = _load(groups, cams, size)
+    train_idx = torch.nonzero(~valid).squeeze(1)
+    valid_idx = [torch.nonzero(valid & (group == g)).squeeze(1) for g in range(len(groups))]
     if len(train_idx) == 0:
         raise EmbodiedError(f"valid_demos={cfg.valid_demos}: no demos left to train on")
     env = json.loads(_first_env(paths[0]))
-    blocks = int(data["object"].shape[1]) // 7
-    target = pose_targets(data["object"], data["proprio"], blocks)
+    blocks = int(obj.shape[1]) // 7
+    target = pose_targets(obj, proprio, blocks)
+    info = {"demos": str(cfg.demos), "frames": int(len(train_idx)), "seed": int(cfg.seed),
+            "rollout_episodes": int(cfg.rollouts.episodes or 0), "init": cfg.init}
 
     resume = (last / STATE).exists()
     if resume:
         model = PoseEstimator.from_pretrained(last)
         state = torch.load(last / STATE, weights_only=True)
+    elif cfg.init:  # fine-tuning: the given estimator's weights and normalisation, this run's frames
+        model = PoseEstimator.from_pretrained(cfg.init)
+        if model.cfg.cameras != cams or model.cfg.image_size != size or model.cfg.blocks != blocks:
+            raise EmbodiedError(f"init={cfg.init}: made for cameras {model.cfg.cameras} at {model.cfg.image_size} px "
+                                f"and {model.cfg.blocks} objects; this run has {cams} at {size} px and {blocks}")
+        model.cfg.train_info = info
+        state = None
     else:
         torch.manual_seed(int(cfg.seed))
         model = PoseEstimator(PoseEstimatorConfig(
-            cameras=cams, blocks=blocks, proprio_dim=int(data["proprio"].shape[1]), env=env,
-            train_info={"demos": str(cfg.demos), "frames": int(len(train_idx)), "seed": int(cfg.seed)},
+            cameras=cams, blocks=blocks, proprio_dim=int(proprio.shape[1]), env=env, train_info=info,
             **{k: v for k, v in model_cfg.items() if v is not None}))
-        model.set_normalization(data["proprio"][train_idx])
+        model.set_normalization(proprio[train_idx])
         state = None
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))
     step, best_err = 0, float("inf")
@@ -85,7 +166,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         views = {c: random_shift(rgb[c][idx], shift, generator=g) for c in cams}
         for group in opt.param_groups:  # cosine from lr to lr/10
             group["lr"] = float(cfg.lr) * (0.55 + 0.45 * math.cos(math.pi * step / steps))
-        loss = model.loss(views, data["proprio"][idx], target[idx])
+        loss = model.loss(views, proprio[idx], target[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -95,7 +176,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         over = (cfg.stop_after is not None and step - first >= int(cfg.stop_after)) or (
             cfg.time_limit is not None and time.time() - t0 > 60 * float(cfg.time_limit))
         if step % every == 0 or step == steps or over:
-            metrics = _evaluate(model, rgb, data["proprio"], target, valid_idx)
+            metrics = {f"{('', 'rollout_')[g]}{k}": v for g, idx_g in enumerate(valid_idx)
+                       for k, v in _evaluate(model, rgb, proprio, target, idx_g).items()}
             row = {"step": step, "loss": sum(losses) / len(losses), **metrics, "seconds": round(time.time() - t0, 1)}
             losses = []
             near = _near(metrics)
@@ -113,11 +195,30 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     history = read_jsonl(out / "history.jsonl")
     _plot(history, out / "curve.png")
     summary = {"steps": step, "of": steps, "finished": step >= steps, "frames_train": int(len(train_idx)),
-               "frames_valid": int(len(valid_idx)), "best_near_mm": best_err, **(history[-1] if history else {}),
+               "frames_valid": int(valid.sum()), "best_near_mm": best_err, **(history[-1] if history else {}),
                "out": str(out)}
     write_json(out / "summary.json", summary)
     print(json.dumps(summary))
     return summary
+
+
+def _load(groups: list, cams: list[str], size: int) -> tuple:
+    """Each group's frames (paths, held-out seeds) resized to `size` once and joined: rgb {camera: uint8}, proprio,
+    object, the group index per frame, and the held-out mask (each group's highest seeds)."""
+    rgb: dict[str, list] = {c: [] for c in cams}
+    proprio, obj, group, valid = [], [], [], []
+    for g, (paths, held) in enumerate(groups):
+        d = load_pose_frames(paths, cams)
+        for c in cams:
+            rgb[c].append(_resized(d["rgb"].pop(c), size))  # the full size is dropped group by group
+        seeds = d["seed"].tolist()
+        hold = set(sorted(set(seeds))[-held:]) if held > 0 else set()
+        valid.append(torch.tensor([s in hold for s in seeds], dtype=torch.bool))
+        group.append(torch.full((len(seeds),), g))
+        proprio.append(d["proprio"])
+        obj.append(d["object"])
+    return ({c: torch.cat(v) for c, v in rgb.items()}, torch.cat(proprio), torch.cat(obj), torch.cat(group),
+            torch.cat(valid))
 
 
 def _first_env(path: Path) -> str:

@@ -28,6 +28,9 @@ class StatePolicyConfig(PolicyConfig):
     use_subgoal: bool = True
     # an input that hardly varies in the demos (the level hand's quaternion) must not become tens of stds in a rollout
     std_floor: float = 0.05
+    # training only: Gaussian noise (metres) on each object's position, so that the head tolerates a pose
+    # estimate's few millimetres of error instead of having only seen the simulator's exact poses
+    object_noise: float = 0.0
 
 
 class StatePolicy(Policy):
@@ -71,7 +74,13 @@ class StatePolicy(Policy):
         return self.head(torch.cat(parts, 1)).view(-1, self.cfg.chunk, self.cfg.action_dim)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        pred = self.predict(batch["object"], batch["proprio"], batch["subgoal"])
+        obj = batch["object"].float().to(self.device)
+        if self.cfg.object_noise > 0:
+            noise = torch.zeros_like(obj)
+            for i in range(self.cfg.pose_blocks):
+                noise[:, i * POSE: i * POSE + 3] = self.cfg.object_noise * torch.randn_like(obj[:, :3])
+            obj = obj + noise
+        pred = self.predict(obj, batch["proprio"], batch["subgoal"])
         return nn.functional.mse_loss(pred, batch["action"].to(self.device))
 
     def check_obs(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
