@@ -155,3 +155,32 @@ def test_from_parts_acts_as_its_head_on_the_estimate(estimator):
            "proprio": rng.normal(size=9).astype(np.float32), "object": np.zeros(14, np.float32)}
     want = head.actor().act({**obs, "object": est.estimate(obs).astype(np.float32)}, "lift it")
     assert np.allclose(pose.actor().act(obs, "lift it"), want, atol=1e-6)
+
+
+def test_rollout_frames_go_where_the_policy_goes_and_resume(state_demos, estimator, tmp_path):
+    """rollouts.*: episodes of a state policy acting on the estimate, kept with the simulator's labels; a chunk
+    already written is kept on the rerun; fine-tuning (init=) starts from the given weights."""
+    from embodied.envs import make_env
+
+    out = tmp_path / "dagger"
+    args = [f"demos={state_demos}", f"out={out}", f"init={estimator}", "rollouts.episodes=2", "rollouts.chunk=1",
+            f"rollouts.estimator={estimator}", "rollouts.horizon=6", "rollouts.every=2", "rollouts.seed=900",
+            "steps=2", *ARGS]
+    r = run_cli("train-pose", *args, "stop_after=1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    chunks = sorted((out / "rollout_frames").glob("frames_*.hdf5"))
+    assert [c.name for c in chunks] == ["frames_0000.hdf5", "frames_0001.hdf5"]
+    with h5py.File(chunks[1]) as h:
+        assert list(h["t"][()]) == [0, 2, 4] and set(h["seed"][()]) == {901}
+        assert h["rgb/robot0_eye_in_hand"].shape == (3, 64, 64, 3)
+        env = make_env({**json.loads(h.attrs["env"])})
+        obs, _ = env.reset(seed=901)
+        env.close()
+        assert np.allclose(h["object"][0], obs["object"], atol=1e-6) and np.array_equal(h["rgb/agentview"][0],
+                                                                                        obs["rgb"]["agentview"])
+    stamp = chunks[0].stat().st_mtime_ns
+    r = run_cli("train-pose", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert chunks[0].stat().st_mtime_ns == stamp
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert "rollout_obj0_mm" in history[-1] and history[-1]["step"] == 2

@@ -82,6 +82,10 @@ def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -
         raise EmbodiedError(f"rollouts.estimator={r.estimator} reads {estimator.cfg.cameras}; cameras has {missing[0]}")
     policy = load_policy(r.policy)
     env_cfg = {**estimator.cfg.env, "cameras": list(estimator.cfg.cameras), "perturbation": None}
+    if r.horizon:
+        env_cfg["horizon"] = int(r.horizon)
+    if int(r.every) < 1 or chunk < 1:
+        raise EmbodiedError(f"rollouts.every={r.every}, rollouts.chunk={r.chunk}: expected at least 1")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     jobs = [(k, range(int(r.seed) + s, int(r.seed) + min(n, s + chunk))) for k, s in enumerate(range(0, n, chunk))]
