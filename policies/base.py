@@ -123,6 +123,11 @@ class Policy(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def cameras(self) -> list[str]:
+        """The views it reads at rollout (none for a low-dim policy)."""
+        return [self.cfg.camera] if self.cfg.camera else []
+
     def check_env(self, action_dim: int, proprio_dim: int) -> None:
         if (action_dim, proprio_dim) != (self.cfg.action_dim, self.cfg.proprio_dim):
             raise EmbodiedError(f"policy made for actions ({self.cfg.action_dim},) and proprio ({self.cfg.proprio_dim},); "

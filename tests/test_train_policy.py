@@ -123,7 +123,7 @@ def test_policy_for_another_env_is_refused(cnn_runs, tmp_path):
     r = run_cli("rollout", "env=metaworld/assembly", "planner=none", "env.perturbation=null", "policy.type=learned", f"policy.path={cnn_runs / 'cnn1' / 'best'}",
                 "n=1", f"out={tmp_path}")
     assert r.returncode == 2
-    assert "actions (7,) and proprio (9,); this env has actions (4,) and proprio (4,)" in r.stderr
+    assert "policy made for robosuite Lift; env is metaworld" in r.stderr  # both named, one line
     r = run_cli("train-policy", f"demos={tmp_path / 'none.hdf5'}", f"out={tmp_path / 'x'}")
     assert r.returncode == 2 and "none.hdf5: demo file not found" in r.stderr
 

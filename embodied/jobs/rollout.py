@@ -37,14 +37,25 @@ def _policy_paths(cfg) -> list[str | None]:
 
 
 def _check_fits(policy, env_cfg: dict) -> None:
-    """A policy made for another env fails here, naming both shapes, before any worker starts."""
+    """A policy made for another env fails here, naming both, before any worker starts: its task, the cameras
+    it reads and their frame size, its action and proprio shapes."""
     from embodied.envs import make_env
 
+    made = policy.cfg.env or {}
+    if made.get("task") and made["task"] != env_cfg.get("task"):
+        raise EmbodiedError(f"policy made for {made.get('backend', '')} {made['task']}; env is "
+                            f"{env_cfg.get('backend', '')} {env_cfg.get('task')}".replace("  ", " "))
+    missing = [c for c in policy.cameras if c not in (env_cfg.get("cameras") or [])]
+    if missing:
+        raise EmbodiedError(f"policy reads camera{'s' if len(policy.cameras) > 1 else ''} {policy.cameras}; "
+                            f"env.cameras is {env_cfg.get('cameras')}")
+    size, want = (env_cfg.get("height"), env_cfg.get("width")), (made.get("height"), made.get("width"))
+    if policy.cameras and None not in want and size != want:
+        raise EmbodiedError(f"policy trained on {want[0]}x{want[1]} frames; env.height x env.width is "
+                            f"{size[0]}x{size[1]}")
     env = make_env(env_cfg)
     try:
         policy.check_env(int(env.action_space.shape[0]), int(env.observation_space["proprio"].shape[0]))
-        if policy.cfg.camera and policy.cfg.camera not in (env_cfg.get("cameras") or []):  # "": low-dim, no camera
-            raise EmbodiedError(f"policy reads camera '{policy.cfg.camera}'; env.cameras is {env_cfg.get('cameras')}")
     finally:
         env.close()
 

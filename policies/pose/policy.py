@@ -61,6 +61,10 @@ class PosePolicy(StatePolicy):
             raise EmbodiedError("pose policy: the estimator's config differs from policy.estimator")
         self.estimator.load_state_dict(estimator.state_dict())
 
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.estimator.cfg.cameras)
+
     def train(self, mode: bool = True) -> "PosePolicy":
         super().train(mode)
         self.estimator.eval()  # frozen: no training-mode behaviour, whatever the head does
