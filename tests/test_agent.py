@@ -103,7 +103,7 @@ def test_embodiedgpt_planner_in_the_loop(cls):
 
 
 def test_rollout_job_with_planner_writes_annotated_videos(tmp_path):
-    r = run_cli("rollout", "env=robosuite/stack", "n=1", f"out={tmp_path}", "planner.type=oracle",
+    r = run_cli("rollout", "env=robosuite/stack", "n=1", f"out={tmp_path}", "planner.type=oracle", "policy.type=expert",
                 "env.height=64", "env.width=64", "env.perturbation={kind: drop, at_subgoal: lift, delay: 3}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "replan" in r.stdout and "no longer done" in r.stdout

@@ -25,7 +25,7 @@ from conftest import EMBODIED, run_cli
 ASSETS = Path(__file__).resolve().parent.parent / "embodied" / "assets" / "tiny"
 LIFT = ["env=robosuite/lift", "env.cameras=[]", "video=false"]  # the cheapest collect: no rendering
 STACK = ["env=robosuite/stack", "expert=reactive", "noise=0.1", "env.cameras=[]", "video=false"]
-NO_LOOP = ["planner=none", "env.cameras=[]", "video=false"]
+NO_LOOP = ["planner=none", "policy.type=expert", "env.cameras=[]", "video=false"]
 
 # (job and arguments, words the one error line must hold). {in}: the shared inputs; {out}: the case's own folder.
 CASES = [

@@ -86,6 +86,9 @@ def test_estimator_round_trip_and_obs_layout(tmp_path):
     assert torch.allclose(back[:, :3], obj[:, :3], atol=1e-6) and torch.allclose(back[:, 7:10], obj[:, 7:10], atol=1e-6)
     back_yaw = 2 * torch.atan2(back[:, 5], back[:, 6])
     assert torch.allclose(back_yaw, torch.tensor([0.3, 2.0 - math.pi / 2]), atol=1e-5)
+    from embodied.policies.pose.estimator import canonical_object
+
+    assert torch.equal(canonical_object(obj, proprio, 2), back)  # the form a pose policy's head is trained on
     # A hand-edited config names its field.
     cfg = json.loads((tmp_path / "p" / "config.json").read_text())
     (tmp_path / "p" / "config.json").write_text(json.dumps({**cfg, "keypoints": "many"}))
@@ -120,6 +123,8 @@ def test_pose_policy_acts_from_the_cameras_and_follows_the_subgoal(state_demos, 
     assert isinstance(policy, PosePolicy) and policy.cfg.env["cameras"] == ["agentview", "robot0_eye_in_hand"]
     est = PoseEstimator.from_pretrained(estimator)
     assert all(torch.equal(v, policy.estimator.state_dict()[k]) for k, v in est.state_dict().items())
+    # The head learnt on the object state in the estimator's form: yaw-only quaternions (x = y = 0).
+    assert policy.object_mean[[3, 4, 10, 11]].abs().max() == 0
     env = make_env({**policy.cfg.env, "horizon": 20})
     obs, info = env.reset(seed=7)
     # The cameras, not the simulator's object state: a wrong obs/object changes nothing.

@@ -27,10 +27,13 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def _policy_paths(cfg) -> list[str | None]:
+    if cfg.policy.type == "auto":  # the shipped learned policy for the task where there is one, else the expert
+        path = (cfg.policy.get("shipped") or {}).get(cfg.env.get("task"))
+        return [path] if path else [None]
     if cfg.policy.type == "expert":
         return [None]
     if cfg.policy.type != "learned":
-        raise EmbodiedError(f"policy.type: unknown '{cfg.policy.type}'; expected expert or learned")
+        raise EmbodiedError(f"policy.type: unknown '{cfg.policy.type}'; expected auto, expert or learned")
     if not cfg.policy.path:
         raise EmbodiedError("policy.type=learned needs policy.path=DIR (or a list of policy directories)")
     return [cfg.policy.path] if isinstance(cfg.policy.path, str) else list(cfg.policy.path)

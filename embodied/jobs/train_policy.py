@@ -125,6 +125,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if low_dim:
         pcfg.update(_state_inputs(data, env_cfg, str(cfg.demos)))
     estimator = _pose_estimator(pcfg, env_cfg) if pcfg.get("type") == "pose" else None
+    if estimator is not None:  # the head learns on the object state in the form the estimator gives it
+        from embodied.policies.pose.estimator import canonical_object
+
+        data["object"] = canonical_object(data["object"], data["proprio"], estimator.cfg.blocks)
     if n_scenes and not (pcfg.get("object_dim") and pcfg.get("freeze_perception", True)):
         raise EmbodiedError(f"aux_scenes={n_scenes}: scene frames train the object-state target only: "
                             "they need policy.aux_object=true and frozen perception (egpt or global)")
