@@ -4,6 +4,8 @@ Two resumable phases in `out`: frames/ (rendered from the demos' stored states, 
 training (last/ every `eval_every` steps with the optimizer state; best/ by the held-out error near the hand;
 history.jsonl; curve.png). `stop_after=N` ends an invocation after N more steps and `time_limit=MIN` after about
 that many minutes, checkpointed: the same command continues it, with the same batches as an uninterrupted run.
+`rollouts.episodes=N` adds frames from where a camera-driven policy really goes (perception DAgger, rollout_frames/,
+held out and scored apart as rollout_*); `init=` fine-tunes an earlier estimator on them.
 """
 from __future__ import annotations
 
@@ -12,13 +14,12 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from embodied.cli import check_continuation, save_config
-import numpy as np
-
 from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames, write_frames
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
