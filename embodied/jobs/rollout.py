@@ -46,8 +46,10 @@ def _check_fits(policy, env_cfg: dict) -> None:
 
     made = policy.cfg.env or {}
     if made.get("task") and made["task"] != env_cfg.get("task"):
-        raise EmbodiedError(f"policy made for {made.get('backend', '')} {made['task']}; env is "
-                            f"{env_cfg.get('backend', '')} {env_cfg.get('task')}".replace("  ", " "))
+        def name(c: dict) -> str:
+            return " ".join(str(x) for x in (c.get("backend"), c.get("task")) if x)
+
+        raise EmbodiedError(f"policy made for {name(made)}; env is {name(env_cfg)}")
     missing = [c for c in policy.cameras if c not in (env_cfg.get("cameras") or [])]
     if missing:
         raise EmbodiedError(f"policy reads camera{'s' if len(policy.cameras) > 1 else ''} {policy.cameras}; "

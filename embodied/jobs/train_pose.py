@@ -32,12 +32,12 @@ RESUMABLE = ("steps", "stop_after", "time_limit", "workers", "out", "eval_every"
 
 
 class _Recorder:
-    """DAgger for perception: the state policy acts on the estimator's estimate (plus Gaussian action noise), so
-    the episodes go where a camera-driven policy goes, mistakes and recoveries included; every `every`-th frame
-    is kept with the simulator's labels in `store[seed]`."""
+    """DAgger for perception: a camera-driven policy (`PosePolicy`: the state policy on the estimator's estimate)
+    acts with Gaussian action noise, so the episodes go where such a policy goes, mistakes and recoveries
+    included; every `every`-th frame is kept with the simulator's labels in `store[seed]`."""
 
-    def __init__(self, estimator, policy, cams: list[str], every: int, noise: float, store: dict):
-        self.estimator, self.actor, self.cams = estimator, policy.actor(), cams
+    def __init__(self, policy, cams: list[str], every: int, noise: float, store: dict):
+        self.actor, self.cams = policy.actor(), cams
         self.every, self.noise, self.store = every, noise, store
         self.rng, self.t, self.rows = np.random.default_rng(0), 0, None
 
@@ -51,7 +51,6 @@ class _Recorder:
                                                  "t": []})
 
     def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
-        est = self.estimator.estimate(obs)
         if self.t % self.every == 0:
             for c in self.cams:
                 self.rows["rgb"][c].append(np.asarray(obs["rgb"][c]))
@@ -59,7 +58,7 @@ class _Recorder:
             self.rows["object"].append(np.asarray(obs["object"], np.float32))
             self.rows["t"].append(self.t)
         self.t += 1
-        a = self.actor.act({**obs, "object": est.astype(np.float32)}, subgoal)
+        a = self.actor.act(obs, subgoal)
         if self.noise > 0:
             a = np.clip(a + self.rng.normal(0.0, self.noise, a.shape), -1.0, 1.0)
         return a
@@ -71,6 +70,7 @@ def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -
     step t); the chunks already there are kept, so a killed run resumes from the last whole chunk."""
     from embodied.envs.rollout import run_episodes
     from embodied.policies import load_policy
+    from embodied.policies.pose.policy import PosePolicy
 
     n, chunk = int(r.episodes or 0), int(r.chunk)
     if n <= 0:
@@ -81,7 +81,7 @@ def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -
     missing = [c for c in cams if c not in estimator.cfg.cameras]
     if missing:
         raise EmbodiedError(f"rollouts.estimator={r.estimator} reads {estimator.cfg.cameras}; cameras has {missing[0]}")
-    policy = load_policy(r.policy)
+    policy = PosePolicy.from_parts(load_policy(r.policy), estimator)
     env_cfg = {**estimator.cfg.env, "cameras": list(estimator.cfg.cameras), "perturbation": None}
     if r.horizon:
         env_cfg["horizon"] = int(r.horizon)
@@ -96,7 +96,7 @@ def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -
         if path.exists():
             continue
         store: dict = {}
-        run_episodes(env_cfg, lambda: _Recorder(estimator, policy, cams, int(r.every), float(r.noise), store),
+        run_episodes(env_cfg, lambda: _Recorder(policy, cams, int(r.every), float(r.noise), store),
                      seeds, workers=workers, desc=f"rollout frames {k + 1}/{len(jobs)}", total=len(seeds))
         frames = {c: [f for s in seeds for f in store[s]["rgb"][c]] for c in cams}
         rows = {key: [v for s in seeds for v in store[s][key]] for key in ("proprio", "object", "t")}
