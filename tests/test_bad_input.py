@@ -241,15 +241,19 @@ def test_collect_killed_then_rerun_gives_the_uninterrupted_file(tmp_path):
     assert summary["resumed_attempts"] >= 2  # the finished episodes were kept, not run again
 
 
+def _sigint_as_a_terminal_gives_it() -> None:
+    """A suite started in the background (`cmd &`) hands its children SIGINT ignored, and a CI harness may hand
+    it blocked (the mask survives exec): either way Python never raises KeyboardInterrupt and the run ends 0."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_collect_interrupted_keeps_finished_demos(tmp_path):
     """Ctrl-C (SIGINT) keeps the finished demos for the rerun, says so, and exits 130."""
     out = tmp_path / "d.hdf5"
     args = [*STACK, "n=3"]
-    # As a terminal gives it: a suite started in the background (`cmd &`) hands its children SIGINT ignored, and
-    # Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([*EMBODIED, "collect", *args, f"out={out}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_a_terminal_gives_it)
     parts = tmp_path / ".d.partial"
     deadline = time.time() + 300
     while not list(parts.glob("seed*.hdf5")) and proc.poll() is None and time.time() < deadline:
