@@ -108,6 +108,7 @@ CASES = [
     (["rerender", "out={out}/r.hdf5"], "demos is not set"),
     (["rerender", "demos={in}/made.hdf5", "out={in}/made.hdf5"], "is the input file"),
     (["rerender", "demos={in}/made.hdf5", "copies=-1", "out={out}/r.hdf5"], "copies: expected 0 or more"),
+    (["rerender", "demos={in}/made.hdf5", "size=8", "out={out}/r.hdf5"], "size: expected a frame side of 16"),
     (["rerender", "demos={in}/made.hdf5", "n_demos=9", "out={out}/r.hdf5"], "n_demos=9: {in}/made.hdf5 holds 1 demos"),
     (["rerender", "demos={in}/made.hdf5", "out={in}/foreign.hdf5"], "rerender does not overwrite demos"),
     (["rerender", "demos={in}/garbage.hdf5", "out={out}/r.hdf5"], "garbage.hdf5"),

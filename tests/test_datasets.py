@@ -141,6 +141,20 @@ def test_rerender_with_recoloured_copies(lift_demos, tmp_path):
     assert len(ds.demos) == 4 and ds.demos[2]["labels"][0][2] == f"lift the {color} cube"
 
 
+def test_rerender_at_another_frame_size(lift_demos, tmp_path):
+    """size= re-renders at robomimic's 84 px (or any side): the frames and the file's env record say so."""
+    out = tmp_path / "small.hdf5"
+    r = run_cli("rerender", f"demos={lift_demos}", f"out={out}", "n_demos=1", "size=40")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(lift_demos) as f, h5py.File(out) as g:
+        env = json.loads(g["data"].attrs["embodied_env"])
+        assert (env["height"], env["width"]) == (40, 40)
+        for cam in json.loads(f["data"].attrs["embodied_env"])["cameras"]:
+            frames = g["data/demo_0/obs"][f"{cam}_image"]
+            assert frames.shape[1:] == (40, 40, 3) and len(frames) == len(f["data/demo_0/actions"])
+            assert frames[0].std() > 5  # a scene, not a blank frame
+
+
 def test_rerender_bad_input(lift_demos, tmp_path):
     r = run_cli("rerender", f"demos={lift_demos}", f"out={lift_demos}")
     assert r.returncode != 0 and "is the input file" in r.stderr and not r.stderr.count("Traceback")

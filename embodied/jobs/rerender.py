@@ -52,6 +52,10 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         demos = [_read(f["data"][name]) for name in names[:n]]
     if cfg.cameras is not None:
         env_cfg["cameras"] = list(cfg.cameras)
+    if cfg.get("size") is not None:
+        if int(cfg.size) < 16:
+            raise EmbodiedError(f"size: expected a frame side of 16 pixels or more, got {cfg.size}")
+        env_cfg["height"] = env_cfg["width"] = int(cfg.size)
     env_cfg["perturbation"] = None
     env = make_env(env_cfg)
     rng = np.random.default_rng(int(cfg.seed))
