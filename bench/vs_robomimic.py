@@ -30,31 +30,20 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RUN = HERE / "robomimic" / "run.py"
-OBS_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "agentview_image", "robot0_eye_in_hand_image")
 
 
-class _Pipe:
-    """A pipe end for np.lib.format: numpy reads and writes real files with fromfile/tofile, which need a seekable
-    file; through read() and write() it works on a pipe."""
+def _protocol():
+    """run.py's pipe protocol (one definition for both ends; run.py imports neither robomimic nor this project at
+    import time)."""
+    import importlib.util
 
-    def __init__(self, raw):
-        self.raw = raw
+    spec = importlib.util.spec_from_file_location("robomimic_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def read(self, n: int) -> bytes:
-        chunks, left = [], n
-        while left:
-            b = self.raw.read(left)
-            if not b:
-                break
-            chunks.append(b)
-            left -= len(b)
-        return b"".join(chunks)
 
-    def write(self, b) -> None:
-        self.raw.write(b)
-
-    def flush(self) -> None:
-        self.raw.flush()
+_Pipe = _protocol()._Pipe
 
 
 class RobomimicPolicy:
@@ -160,7 +149,7 @@ def evaluate(args: argparse.Namespace) -> None:
                                                "frames_seen": None}),
         "robomimic_bc_rnn_image": (rm_env, lambda: RobomimicPolicy(python, ckpts[-1]),
                                    {"train_seconds": prog["train_seconds"], "steps": prog["steps"],
-                                    "frames_seen": prog["steps"] * batch * seq * 2}),
+                                    "frames_seen": prog["steps"] * batch * seq}),  # one step's cameras = one frame
     }
     seeds = range(args.seed, args.seed + args.episodes)
     table = []

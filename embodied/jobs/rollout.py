@@ -54,12 +54,13 @@ def _check_fits(policy, env_cfg: dict) -> None:
     if missing:
         raise EmbodiedError(f"policy reads camera{'s' if len(policy.cameras) > 1 else ''} {policy.cameras}; "
                             f"env.cameras is {env_cfg.get('cameras')}")
-    size, want = (env_cfg.get("height"), env_cfg.get("width")), (made.get("height"), made.get("width"))
-    if policy.cameras and None not in want and size != want:
-        raise EmbodiedError(f"policy trained on {want[0]}x{want[1]} frames; env.height x env.width is "
-                            f"{size[0]}x{size[1]}")
     env = make_env(env_cfg)
     try:
+        # the env's own size: a config that leaves height/width out gets the env's default
+        size, want = (env.unwrapped.height, env.unwrapped.width), (made.get("height"), made.get("width"))
+        if policy.cameras and None not in want and size != want:
+            raise EmbodiedError(f"policy trained on {want[0]}x{want[1]} frames; env.height x env.width is "
+                                f"{size[0]}x{size[1]}")
         policy.check_env(int(env.action_space.shape[0]), int(env.observation_space["proprio"].shape[0]))
     finally:
         env.close()
