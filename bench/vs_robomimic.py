@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-RUN = HERE / "robomimic" / "run.py"
+RUN = Path(__file__).resolve().parent / "robomimic" / "run.py"
 
 
 def _protocol():
@@ -97,13 +96,6 @@ def train(args: argparse.Namespace) -> None:
     print(json.dumps({"chunk_steps": after["steps"] - before["steps"], **after}))
 
 
-def _ours(path: str):
-    from embodied.policies import load_policy
-
-    policy = load_policy(path)
-    return policy, policy.cfg.env
-
-
 def _check_orientation(demos: Path, env_cfg: dict) -> None:
     """The env's first frame of the first demo's seed against the file's: the same scene, so nearly the same
     pixels; a flip or another camera would differ by far more."""
@@ -130,6 +122,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     from embodied.envs.rollout import run_episodes
     from embodied.jobs.rollout import wilson
+    from embodied.policies import load_policy
 
     torch.set_num_threads(1 if args.workers > 1 else torch.get_num_threads())
     out = Path(args.robomimic)
@@ -138,8 +131,8 @@ def evaluate(args: argparse.Namespace) -> None:
         sys.exit(f"vs_robomimic: no robomimic checkpoint under {out} (run `train` first)")
     rm_cfg = json.loads((out / "robomimic_config.json").read_text())
     prog = _progress(out)
-    ours, ours_env = _ours(args.ours)
-    base = {**ours_env, "perturbation": None, "horizon": args.horizon}
+    ours = load_policy(args.ours)
+    base = {**ours.cfg.env, "perturbation": None, "horizon": args.horizon}
     rm_env = {**base, "cameras": ["agentview", "robot0_eye_in_hand"], "height": 84, "width": 84}
     _check_orientation(Path(rm_cfg["train"]["data"]), rm_env)
     python = str(Path(args.venv) / "bin" / "python")
