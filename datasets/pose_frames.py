@@ -9,7 +9,8 @@ them as it recovers.
 
 Output: a folder of chunk files `frames_<k>.hdf5` (a fixed range of demos each, written atomically, so a killed
 run resumes by skipping the finished chunks), each with
-  rgb/<camera> (N, H, W, 3) uint8 upright, proprio (N, P), object (N, O), subgoal_index (N,), seed (N,), t (N,)
+  rgb/<camera> (N, H, W, 3) uint8 upright, proprio (N, P), object (N, O), subgoal_index (N,), success (N,),
+  seed (N,), t (N,)
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from embodied.datasets.demos import demo_names, open_demo_file
 from embodied.errors import EmbodiedError
 from embodied.io import atomic_path
+from embodied.layers import resize
 
 
 def render_pose_frames(demos: str | Path, out: str | Path, cameras: Sequence[str], per_demo: int = 16,
@@ -69,7 +71,7 @@ def _render_chunk(job: tuple) -> str:
     demos, names, path, env_cfg, per_demo, seed = job
     env = make_env(env_cfg)
     cams = env_cfg["cameras"]
-    rows: dict[str, list] = {"proprio": [], "object": [], "subgoal_index": [], "seed": [], "t": []}
+    rows: dict[str, list] = {"proprio": [], "object": [], "subgoal_index": [], "success": [], "seed": [], "t": []}
     frames: dict[str, list] = {c: [] for c in cams}
     try:
         with open_demo_file(demos) as f:
@@ -87,6 +89,7 @@ def _render_chunk(job: tuple) -> str:
                     rows["proprio"].append(obs["proprio"])
                     rows["object"].append(obs["object"])
                     rows["subgoal_index"].append(int(index[t]))
+                    rows["success"].append(bool(env.unwrapped._progress()[1]))
                     rows["seed"].append(demo_seed)
                     rows["t"].append(int(t))
     finally:
@@ -107,10 +110,13 @@ def write_frames(path: str | Path, frames: dict[str, list], rows: dict[str, list
             h.attrs["env"] = json.dumps(env_cfg)
 
 
-def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str]) -> dict:
-    """The chunks' frames in memory: {"rgb": {camera: uint8 (N, H, W, 3)}, "proprio", "object" float32,
-    "seed" int64}."""
-    parts: dict[str, list] = {"proprio": [], "object": [], "seed": []}
+def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str], size: int | None = None,
+                     keys: Sequence[str] = ("proprio", "object", "seed")) -> dict:
+    """The chunks' frames in memory: {"rgb": {camera: uint8 (N, H, W, 3)}, and each of `keys`} (proprio and
+    object float32, the others as stored). `size`: frames resized to size x size as each chunk is read (the
+    antialiased resize the models do), so the full size is never held at once. A key some chunks lack
+    ("success" in chunks made before it was recorded) is -1 there."""
+    parts: dict[str, list] = {k: [] for k in keys}
     rgb: dict[str, list] = {c: [] for c in cameras}
     for p in paths:
         try:
@@ -121,12 +127,24 @@ def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str]) -> dic
             for c in cameras:
                 if f"rgb/{c}" not in h:
                     raise EmbodiedError(f"{p}: no frames of camera '{c}' (has {sorted(h['rgb'].keys())})")
-                rgb[c].append(h[f"rgb/{c}"][()])
-            for k in parts:
-                parts[k].append(h[k][()])
-    if not parts["seed"]:
+                x = torch.from_numpy(h[f"rgb/{c}"][()])
+                rgb[c].append(resized_frames(x, size) if size else x)
+            n = len(h["seed"])
+            for k in keys:
+                parts[k].append(h[k][()] if k in h else np.full(n, -1))
+    if not parts.get("seed", [None]):
         raise EmbodiedError("no pose frames to load")
-    return {"rgb": {c: torch.from_numpy(np.concatenate(v)) for c, v in rgb.items()},
-            "proprio": torch.from_numpy(np.concatenate(parts["proprio"])).float(),
-            "object": torch.from_numpy(np.concatenate(parts["object"])).float(),
-            "seed": torch.from_numpy(np.concatenate(parts["seed"])).long()}
+    out = {k: torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
+    for k in ("proprio", "object"):
+        if k in out:
+            out[k] = out[k].float()
+    return {"rgb": {c: torch.cat(v) for c, v in rgb.items()}, **out}
+
+
+def resized_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8, in blocks (the antialiased resize the models do too)."""
+    if frames.shape[1] == size and frames.shape[2] == size:
+        return frames
+    out = [(resize(frames[i:i + 512], size) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+           for i in range(0, len(frames), 512)]
+    return torch.cat(out)

@@ -79,6 +79,7 @@ class EmbodiedAgent:
         _settle()
         self._asked: tuple[list[str], int, Future] | None = None  # a check on its way, from the previous step
         self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
+        self.latest: dict = {}  # the newest frame of each camera the planner's success detector reads
         self.plan: Plan | None = None
         self.finished = False  # every step of the plan judged done (the last one stays current)
         self.k = 0  # index of the sub-goal in progress
@@ -127,6 +128,7 @@ class EmbodiedAgent:
     def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         cam = self.cfg.camera
         self.frames.append(obs["rgb"][cam] if isinstance(cam, str) else np.stack([obs["rgb"][c] for c in cam]))
+        self.latest = {c: obs["rgb"][c] for c in self.planner.detector_cameras}  # what a success detector reads
         instruction = (info or {}).get("instruction", "")
         _settle()
         if self._asked is not None:  # the answer to the check sent with the previous step
@@ -155,9 +157,9 @@ class EmbodiedAgent:
         # The current sub-goal, and the previous one to catch a regression (e.g. the object fell): one call.
         asked = [self.subgoal] + ([self.plan.subgoals[self.k - 1].text] if self.k > 0 else [])
         if self.cfg.background_checks:
-            self._asked = asked, self.t, _in_background(self.planner.are_done, self.clip(), asked, info)
+            self._asked = asked, self.t, _in_background(self.planner.are_done, self.clip(), asked, info, self.latest)
         else:
-            self._decide(asked, self.planner.are_done(self.clip(), asked, info), instruction, info)
+            self._decide(asked, self.planner.are_done(self.clip(), asked, info, self.latest), instruction, info)
 
     def _decide(self, asked: list[str], done: list[bool], instruction: str, info: dict | None,
                 t: int | None = None) -> None:
@@ -207,7 +209,7 @@ class EmbodiedAgent:
             return plan, {}
         start = min(steps.index(plan.subgoals[0].text), steps.index(undone))
         if start > 0:
-            done = self.planner.are_done(self.clip(), steps[:start], info)
+            done = self.planner.are_done(self.clip(), steps[:start], info, self.latest)
             start = next((i for i, d in enumerate(done) if not d), start)
         if start == steps.index(plan.subgoals[0].text):
             return plan, {}

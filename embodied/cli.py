@@ -21,6 +21,7 @@ JOBS = {
     "simqa": "embodied.jobs.simqa",
     "train-done": "embodied.jobs.train_done",
     "train-pose": "embodied.jobs.train_pose",
+    "train-detector": "embodied.jobs.train_detector",
     "eval-plan": "embodied.jobs.eval_plan",
     "eval-loop": "embodied.jobs.eval_loop",
     "pipeline": "embodied.jobs.pipeline",

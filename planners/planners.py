@@ -2,12 +2,12 @@
 
     plan(video, instruction, info=None) -> Plan
     replan(video, instruction, experience, info=None) -> Plan
-    is_done(video, subgoal, info=None) -> bool        # success detection from the execution video
-    are_done(video, subgoals, info=None) -> list[bool] # several sub-goals judged on one clip
+    is_done(video, subgoal, info=None, frames=None) -> bool         # success detection from the execution video
+    are_done(video, subgoals, info=None, frames=None) -> list[bool]  # several sub-goals judged at once
 
 `video` is the latest egocentric clip (T, H, W, 3) uint8, or (V, T, H, W, 3) for a planner that watches V
-cameras. `info` is the env's info dict; only the oracle
-reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
+cameras; `frames` the newest frame of every camera the env renders ({camera: (H, W, 3)}), which a success
+detector reads (planners/success_detector.py). `info` is the env's info dict; only the oracle reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
 visual tokens in its prompt (it sees only the text), the oracle takes the sub-goals from the simulator.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from embodied.errors import EmbodiedError
 from embodied.planners.done_head import DoneHead, clip_feature
 from embodied.planners.plan import Plan, parse_plan
+from embodied.planners.success_detector import SuccessDetector, load_detector
 
 
 class Planner:
@@ -33,11 +34,16 @@ class Planner:
     def replan(self, video, instruction: str, experience: str, info: dict | None = None) -> Plan:
         return self.plan(video, instruction, info)
 
-    def is_done(self, video, subgoal: str, info: dict | None = None) -> bool:
+    @property
+    def detector_cameras(self) -> list[str]:
+        """The cameras whose newest frames `are_done` reads (besides the clip)."""
+        return []
+
+    def is_done(self, video, subgoal: str, info: dict | None = None, frames: dict | None = None) -> bool:
         raise NotImplementedError
 
-    def are_done(self, video, subgoals: list[str], info: dict | None = None) -> list[bool]:
-        return [self.is_done(video, s, info) for s in subgoals]
+    def are_done(self, video, subgoals: list[str], info: dict | None = None, frames: dict | None = None) -> list[bool]:
+        return [self.is_done(video, s, info, frames) for s in subgoals]
 
 
 class OraclePlanner(Planner):
@@ -63,7 +69,7 @@ class OraclePlanner(Planner):
         self._instruction, self._seen = instruction, {}  # a new plan (or episode): counts start again
         return Plan.from_subgoals(instruction, list(info["subgoals"])[int(info["subgoal_index"]):])
 
-    def is_done(self, video, subgoal, info=None):
+    def is_done(self, video, subgoal, info=None, frames=None):
         subgoals = list(info["subgoals"])
         if subgoal not in subgoals:
             return False
@@ -79,14 +85,17 @@ class EmbodiedGPTPlanner(Planner):
     """An EmbodiedGPT checkpoint: plans by generation, judges sub-goals by comparing the likelihoods of
     'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling), or, for the kinds of sub-goal
     its success-detection head was fitted on (`embodied train-done`, planners/done_head.py), by the head's
-    probe on the clip's ViT features."""
+    probe on the clip's ViT features; where the checkpoint has a success detector (`embodied train-detector`,
+    planners/success_detector.py), it answers the kinds it knows from the newest frames, before either."""
 
     name = "egpt"
     blind = False
 
-    def __init__(self, model, max_new_tokens: int = 160, done_head: DoneHead | None = None):
+    def __init__(self, model, max_new_tokens: int = 160, done_head: DoneHead | None = None,
+                 detector: SuccessDetector | None = None):
         self.model = model.eval()
         self.done_head = DoneHead() if self.blind or done_head is None else done_head  # blind: no pixels to probe
+        self.detector = None if self.blind else detector
         self.model.vision.enable_slot_cache()  # consecutive checks share all but the newest slots of their clips
         self.max_new_tokens = max_new_tokens
 
@@ -96,6 +105,7 @@ class EmbodiedGPTPlanner(Planner):
         from embodied.checkpoint import load_model
 
         kwargs.setdefault("done_head", DoneHead.load(resolve(path)))
+        kwargs.setdefault("detector", load_detector(resolve(path)))
         return cls(load_model(path), **kwargs)
 
     def _video(self, video) -> torch.Tensor:
@@ -115,18 +125,26 @@ class EmbodiedGPTPlanner(Planner):
     def replan(self, video, instruction, experience, info=None):
         return parse_plan(self.model.plan(self._video(video), instruction, self.max_new_tokens, experience, self.blind))
 
-    def is_done(self, video, subgoal, info=None):
-        return self.are_done(video, [subgoal], info)[0]
+    @property
+    def detector_cameras(self) -> list[str]:
+        return list(self.detector.cfg.cameras) if self.detector is not None else []
 
-    def are_done(self, video, subgoals, info=None):
+    def is_done(self, video, subgoal, info=None, frames=None):
+        return self.are_done(video, [subgoal], info, frames)[0]
+
+    def are_done(self, video, subgoals, info=None, frames=None):
         """All questions in one batch: the clip is encoded once, 'yes' and 'no' share each question's cache.
-        Where the head has a probe for the sub-goal's kind, the probe decides."""
+        The success detector decides the kinds it knows (given the newest frames), then the head's probes."""
         from embodied.datasets.corpus import done_question
 
         v = self._video(video)
         head = [None] * len(subgoals)
-        if self.done_head.answers(subgoals):  # the grey clip's ViT pass only where a probe will read it
-            head = self.done_head.logits(clip_feature(self.model, v)[0], subgoals)
+        if self.detector is not None and frames is not None and self.detector.answers(subgoals):
+            head = self.detector.judge(frames, subgoals)
+        rest = [s for s, h in zip(subgoals, head) if h is None]
+        if self.done_head.answers(rest):  # the grey clip's ViT pass only where a probe will read it
+            probe = iter(self.done_head.logits(clip_feature(self.model, v)[0], rest))
+            head = [h if h is not None else next(probe) for h in head]
         ask = [s for s, h in zip(subgoals, head) if h is None]
         qs = [done_question(s) for s in ask]
         lm = iter(self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind).tolist()

@@ -100,6 +100,9 @@ def planner_camera(camera, planner, env_cfg: dict) -> str | list[str]:
         chosen = cams[-1:]
     if planner is not None and (not chosen or any(c not in cams for c in chosen)):
         raise EmbodiedError(f"agent.camera={chosen}: expected some of env.cameras {cams}")
+    if planner is not None and any(c not in cams for c in planner.detector_cameras):
+        raise EmbodiedError(f"the planner's success detector reads cameras {planner.detector_cameras}; "
+                            f"env.cameras is {cams} (add them)")
     return (chosen[0] if len(chosen) == 1 else chosen) if chosen else ""
 
 

@@ -23,7 +23,7 @@ from embodied.cli import check_continuation, save_config
 from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames, write_frames
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
-from embodied.policies.base import random_shift, resize
+from embodied.layers import random_shift
 from embodied.policies.pose.estimator import PoseEstimator, PoseEstimatorConfig, errors_mm, pose_targets
 
 STATE = "train_state.pt"
@@ -213,9 +213,9 @@ def _load(groups: list, cams: list[str], size: int) -> tuple:
     rgb: dict[str, list] = {c: [] for c in cams}
     proprio, obj, group, valid = [], [], [], []
     for g, (paths, held) in enumerate(groups):
-        d = load_pose_frames(paths, cams)
+        d = load_pose_frames(paths, cams, size)
         for c in cams:
-            rgb[c].append(_resized(d["rgb"].pop(c), size))  # the full size is dropped group by group
+            rgb[c].append(d["rgb"].pop(c))  # the full size is dropped group by group
         seeds = d["seed"].tolist()
         hold = set(sorted(set(seeds))[-held:]) if held > 0 else set()
         valid.append(torch.tensor([s in hold for s in seeds], dtype=torch.bool))
@@ -231,15 +231,6 @@ def _first_env(path: Path) -> str:
 
     with h5py.File(path, "r") as h:
         return str(h.attrs["env"])
-
-
-def _resized(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8, in blocks (the antialiased resize the model does too)."""
-    if frames.shape[1] == size and frames.shape[2] == size:
-        return frames
-    out = [(resize(frames[i:i + 512], size) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-           for i in range(0, len(frames), 512)]
-    return torch.cat(out)
 
 
 def _near(metrics: dict) -> float:

@@ -1,0 +1,141 @@
+"""The planner's success detector: how far along its task the scene is, from the latest frame of each camera.
+
+The loop asks "is '<sub-goal>' done?" every few steps. Read off the 8-frame wrist clip, by the LLM or by a
+probe on the frozen ViT's features (planners/done_head.py), the answer came late ("place" several checks after
+the simulator, "release" never) and a dropped cube was re-grasped from where it lay instead of reached again
+(docs/BENCHMARKS.md). Whether a step is finished is geometry in the current scene: the hand within a few
+centimetres of the cube, the fingers closed on it, the cube above the table, on the other cube. So this
+detector reads the newest frame of every camera in colour (the third-person view sees a cube on a cube, the
+wrist view the fingers close) and is trained on frames the simulator labels for free (rendered from stored
+demo states, datasets/pose_frames.py: noisy skill-controller demos with drops, displacements and pushes, and
+demos of a late detector that holds finished steps).
+
+It answers one question per sub-goal kind (the sub-goal with its colour names taken out, done_head.kind):
+one logit each, the target "the simulator's sub-goal index has passed this step, or the task is done". So
+the kinds of a task form its progress ladder, and the first undone kind of a plan is where a re-plan starts.
+
+Per camera: pixel_conv (a 4-layer CNN to a map at a quarter of the input size), read by spatial-softmax
+keypoints (where things are) and an average pool (what is there); an MLP maps all views to the kinds'
+logits. Each kind's threshold is set on held-out demos (at most `max_fpr` of their unfinished frames called
+done: a false "done" cannot be taken back). A checkpoint is a directory: config.json + model.safetensors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from embodied.errors import EmbodiedError, check_fields
+from embodied.io import atomic_dir, read_safetensors
+from embodied.layers import SpatialSoftmax, pixel_conv, resize
+from embodied.planners.done_head import kind
+
+DIR = "success_detector"  # inside a planner checkpoint
+
+
+@dataclasses.dataclass
+class SuccessDetectorConfig:
+    """Args:
+        cameras: the views it reads, in order (keys of obs["rgb"]).
+        kinds: the sub-goal kinds it answers, one logit each.
+        thresholds: per kind, the logit above which it says "done" (set on held-out demos).
+        image_size: frames are resized to this square first.
+        channels: the CNN's width (its last layers have twice as many); keypoints: per view.
+        hidden: MLP width.
+        train_info: how it was made (frames, steps, held-out scores).
+    """
+    cameras: list[str] = dataclasses.field(default_factory=list)
+    kinds: list[str] = dataclasses.field(default_factory=list)
+    thresholds: list[float] = dataclasses.field(default_factory=list)
+    image_size: int = 84
+    channels: int = 16
+    keypoints: int = 16
+    hidden: int = 256
+    train_info: dict = dataclasses.field(default_factory=dict)
+
+
+class SuccessDetector(nn.Module):
+    def __init__(self, cfg: SuccessDetectorConfig):
+        super().__init__()
+        if not cfg.cameras or not cfg.kinds:
+            raise EmbodiedError("success detector: expected at least one camera and one sub-goal kind")
+        self.cfg = cfg
+        self.convs = nn.ModuleList(pixel_conv(cfg.channels) for _ in cfg.cameras)
+        self.points = nn.ModuleList(SpatialSoftmax(2 * cfg.channels, cfg.keypoints) for _ in cfg.cameras)
+        width = len(cfg.cameras) * (2 * cfg.keypoints + 2 * cfg.channels)
+        self.mlp = nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden),
+                                 nn.ReLU(), nn.Linear(cfg.hidden, len(cfg.kinds)))
+
+    def forward(self, rgb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{camera: (B, H, W, 3) uint8} -> (B, kinds) logits."""
+        feats = []
+        for cam, conv, points in zip(self.cfg.cameras, self.convs, self.points):
+            x = conv(resize(rgb[cam], self.cfg.image_size))
+            feats += [points(x), x.mean((2, 3))]
+        return self.mlp(torch.cat(feats, 1))
+
+    def answers(self, subgoals: Sequence[str]) -> bool:
+        return any(kind(s) in self.cfg.kinds for s in subgoals)
+
+    @torch.no_grad()
+    def judge(self, frames: dict[str, np.ndarray], subgoals: Sequence[str]) -> list[float | None]:
+        """Per sub-goal, its logit minus its kind's threshold (> 0: done), None for a kind it does not know."""
+        missing = [c for c in self.cfg.cameras if c not in frames]
+        if missing:
+            raise EmbodiedError(f"success detector: no frame of camera(s) {missing}; it reads {self.cfg.cameras}")
+        logits = self(({c: torch.as_tensor(np.asarray(frames[c]))[None] for c in self.cfg.cameras}))[0]
+        out = []
+        for s in subgoals:
+            k = kind(s)
+            out.append(float(logits[self.cfg.kinds.index(k)] - self.cfg.thresholds[self.cfg.kinds.index(k)])
+                       if k in self.cfg.kinds else None)
+        return out
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        with atomic_dir(path) as tmp:
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "SuccessDetector":
+        path = Path(path)
+        try:
+            raw = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise EmbodiedError(f"{path / 'config.json'}: not a success detector config ({e})") from None
+        check_fields(SuccessDetectorConfig, raw, str(path / "config.json"))
+        cfg = SuccessDetectorConfig(**raw)
+        if len(cfg.thresholds) != len(cfg.kinds):
+            raise EmbodiedError(f"{path / 'config.json'}: {len(cfg.kinds)} kinds but {len(cfg.thresholds)} thresholds")
+        model = cls(cfg)
+        model.load_state_dict(read_safetensors(path / "model.safetensors"))
+        return model.eval()
+
+
+def load_detector(planner_dir: str | Path) -> SuccessDetector | None:
+    """The detector saved in a planner checkpoint, or None where it has none."""
+    p = Path(planner_dir) / DIR
+    return SuccessDetector.from_pretrained(p) if (p / "config.json").exists() else None
+
+
+def done_labels(subgoals: Sequence[str], index: int, success: bool | None, kinds: Sequence[str]) -> tuple[list, list]:
+    """One frame's targets over `kinds`: (done 0/1, known 0/1). A kind of this task is done when the
+    simulator's index has passed it or the task succeeded; without a success flag the last step is unknown.
+    Kinds of other tasks are unknown (masked)."""
+    y, m = [0.0] * len(kinds), [0.0] * len(kinds)
+    for i, s in enumerate(subgoals):
+        k = kind(s)
+        if k not in kinds:
+            continue
+        j = kinds.index(k)
+        if success is None and i == len(subgoals) - 1 and index >= i:
+            continue
+        y[j], m[j] = float(bool(success) or index > i), 1.0
+    return y, m
