@@ -63,8 +63,9 @@ class AgentConfig:
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
     # Checks run beside the next env step and their decision applies one step later; false: in line.
     background_checks: bool = True
-    # After "X is no longer done" the new plan starts no later than X, nor than an earlier step of the first plan
-    # the detector says is undone too (the planner alone re-grasped a cube that had fallen out of reach).
+    # After "X is no longer done": the experience names the earliest step of the first plan the detector says is
+    # undone (X, or one before it), and the new plan starts no later than that step (the planner alone re-grasped a
+    # cube that had fallen out of reach).
     ground_replans: bool = True
 
 
@@ -167,8 +168,9 @@ class EmbodiedAgent:
         t = self.t if t is None else t
         self.checks.append([t, asked, [bool(d) for d in done]])
         if self.k > 0 and not done[1]:
-            return self._fail(instruction, info, experience_regressed(self.k + 1, self.subgoal, asked[1]),
-                              "regressed", undone=asked[1], clip_t=t)
+            undone = self._earliest_undone(asked[1], info) if self.cfg.ground_replans else asked[1]
+            return self._fail(instruction, info, experience_regressed(self.k + 1, self.subgoal, undone),
+                              "regressed", undone=undone, clip_t=t)
         if done[0] and not self.finished:
             self._event("done", subgoal=self.subgoal)
             self.k += 1
@@ -199,18 +201,24 @@ class EmbodiedAgent:
         if hasattr(self.policy, "reset"):  # a fresh start on the new plan (a scripted expert restarts its script)
             self.policy.reset()
 
+    def _earliest_undone(self, undone: str, info: dict | None) -> str:
+        """The first step of the first plan, up to `undone`, that the detector now says is not done: what the
+        experience names and where a re-plan starts (a cube dropped away from the hand must be reached again,
+        not grasped where it lay). One batched check of the current clip and frames."""
+        steps = self.task_steps
+        if undone not in steps or steps.index(undone) == 0:
+            return undone
+        done = self.planner.are_done(self.clip(), steps[:steps.index(undone)], info, self.latest)
+        return next((s for s, d in zip(steps, done) if not d), undone)
+
     def _grounded(self, plan: Plan, undone: str, instruction: str, info: dict | None) -> tuple[Plan, dict]:
-        """A re-plan after a regression, held to what the experience says: it starts no later than the step
-        found undone, and no later than the first of the steps before that the detector says is not done
-        either (a dropped cube far from the hand: reach again, not grasp). Otherwise the planner's plan stands.
-        Everything here is the planner's own: its first plan's steps and its answers on the current clip."""
+        """A re-plan after a regression, held to what the detector saw: it starts no later than the earliest
+        step found undone (`_earliest_undone`). Otherwise the planner's plan stands. Everything here is the
+        planner's own: its first plan's steps and its answers on the current clip."""
         steps = self.task_steps
         if not plan.subgoals or undone not in steps or plan.subgoals[0].text not in steps:
             return plan, {}
         start = min(steps.index(plan.subgoals[0].text), steps.index(undone))
-        if start > 0:
-            done = self.planner.are_done(self.clip(), steps[:start], info, self.latest)
-            start = next((i for i, d in enumerate(done) if not d), start)
         if start == steps.index(plan.subgoals[0].text):
             return plan, {}
         return Plan.from_subgoals(instruction or plan.task, steps[start:]), {"grounded_from": plan.subgoals[0].text}

@@ -55,6 +55,8 @@ def test_a_replan_after_a_drop_is_held_to_what_is_undone(ground):
     replan = next(e for e in agent.log if e["event"] == "replan")
     if ground:  # it starts where the simulator is (the detector's answers), re-grasping, and the episode succeeds
         assert replan["grounded_from"].startswith("place") and replan["plan"][0].split()[0] in ("reach", "grasp")
+        failure = next(e for e in agent.log if e["event"] == "failure")
+        assert failure["undone"] == replan["plan"][0] and f"'{failure['undone']}' is no longer done" in failure["reason"]
         assert info["success"]
     else:  # placing a cube it does not hold: the episode fails
         assert replan["plan"][0].startswith("place") and "grounded_from" not in replan and not info["success"]
