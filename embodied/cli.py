@@ -111,7 +111,7 @@ ALSO = {"variety": ("cycle",)}
 # Keys whose default is null (unset) that take a number when set: what they must hold then.
 OPTIONAL_NUMBERS = {"n_demos": 0, "limit": 0, "max_attempts": 0, "stop_after": 0, "eval_horizon": 0,
                     "pixel_keypoints": 0, "min_score": 0.0, "time_limit": 0.0, "object_noise": 0.0,
-                    "horizon": 0, "size": 0}
+                    "horizon": 0, "size": 0, "frame_size": 0}
 
 
 def check_values(cfg: DictConfig, defaults: DictConfig) -> None:

@@ -75,6 +75,8 @@ def test_train_detector_resumes_sets_thresholds_and_the_planner_decides_by_it(st
 
     r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", "max_fpr=2")
     assert r.returncode == 2 and "max_fpr: expected a share in [0, 1)" in r.stderr
+    r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", "frame_size=8")
+    assert r.returncode == 2 and "frame_size: expected a frame side of 16 pixels or more" in r.stderr
     r = run_cli("train-detector", f"demos=[{tmp_path / 'none.hdf5'}]", f"out={tmp_path / 'bad'}")
     assert r.returncode == 2 and "none.hdf5 is not a file" in r.stderr
     r = run_cli("eval-loop", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", f"planner.path={planner}",

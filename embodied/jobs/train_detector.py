@@ -31,6 +31,7 @@ from embodied.planners.success_detector import DIR, SuccessDetector, SuccessDete
 
 STATE = "train_state.pt"
 RESUMABLE = ("steps", "stop_after", "time_limit", "workers", "out", "eval_every", "planner")
+# frame_size is not among them: frames already rendered are kept, so a new size would mix two in one run.
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
@@ -47,6 +48,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError("cameras is empty: expected the views the detector reads, e.g. [agentview,robot0_eye_in_hand]")
     if not 0 <= float(cfg.max_fpr) < 1:
         raise EmbodiedError(f"max_fpr: expected a share in [0, 1), got {cfg.max_fpr}")
+    if cfg.frame_size is not None and int(cfg.frame_size) < 16:
+        raise EmbodiedError(f"frame_size: expected a frame side of 16 pixels or more, got {cfg.frame_size}")
     if cfg.planner.path and not (Path(cfg.planner.path) / "config.json").exists():
         raise EmbodiedError(f"planner.path={cfg.planner.path}: not a planner checkpoint (no config.json)")
     out = Path(cfg.out) if cfg.out else default_dir
@@ -54,7 +57,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if (out / "config.yaml").exists():
         check_continuation(cfg, out, RESUMABLE)
     groups = [render_pose_frames(d, out / "frames" / Path(d).stem, cams, per_demo=int(cfg.per_demo),
-                                 workers=int(cfg.workers), seed=int(cfg.seed)) for d in demos]
+                                 workers=int(cfg.workers), seed=int(cfg.seed), size=cfg.frame_size) for d in demos]
     save_config(cfg, out)
     size = int(cfg.model.image_size)
     rgb, y, mask, held, kinds = _load(groups, cams, size)
