@@ -12,7 +12,8 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
             "n_heldout=1", "steps.lm=3", "steps.align=2", "steps.plan=2", "policy_epochs=1", "policy_eval_every=1",
             "eval_episodes=1", "eval_horizon=10", "policy_aug_views=1",
             "~loop_demos", "+loop_demos={robosuite/lift: {none: 1, drop_lift: 1, late: 1}}", "loop_eval.tasks=[robosuite/lift]",
-            "loop_eval.conditions=[none]", "loop_eval.n=1", "recolour=1", "done_head.tasks=[robosuite/lift]"]
+            "loop_eval.conditions=[none]", "loop_eval.n=1", "recolour=1", "done_head.tasks=[robosuite/lift]",
+            "~detector", "+detector={demos: {robosuite/lift: {none: 2}}, seed: 60000, steps: 2, per_demo: 3, workers: 1}"]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     p = json.loads((tmp_path / "pipeline.json").read_text())
@@ -31,9 +32,15 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
     assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (tmp_path / "plan" / "checkpoint" / "vision").is_dir()
     assert {"rerender done_loop_lift_late.hdf5", "train-done (the planner's success detector)"} <= set(names)
     assert "kinds" in json.loads((tmp_path / "plan" / "checkpoint" / "done_head.json").read_text())
+    assert {"collect detector_lift_none.hdf5", "train-detector (the planner's success detector)"} <= set(names)
+    assert (tmp_path / "plan" / "checkpoint" / "success_detector" / "config.json").exists()
     assert "perturbation: null" in (tmp_path / "eval_loop" / "lift" / "config.yaml").read_text()  # the unperturbed loop
-    r = run_cli(*args)  # everything is there: every step is skipped
+    timed = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in timed] == names and p["seconds_total"] > 0 and not p["steps_without_time"]
+    r = run_cli(*args)  # everything is there: every step is skipped, and the recipe's time is still known
     assert r.returncode == 0 and r.stdout.count("skipped") == len(names)
+    again = json.loads((tmp_path / "pipeline.json").read_text())
+    assert again["seconds_total"] == p["seconds_total"] and all(s["skipped"] for s in again["steps"])
 
 
 def test_shipped_checkpoints_load_and_match_the_code():

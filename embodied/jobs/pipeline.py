@@ -2,7 +2,7 @@
 
 collect demos (default task set) -> planning corpus -> tokenizer + LLM pretraining -> planner stage 1
 (align, trains the tiny ViT) -> stage 2 (plan) -> its success-detection head (train-done, on recoloured loop demos)
--> a policy per task -> held-out planning QA and
+and success detector (train-detector, on frames rendered from camera-less demos) -> a policy per task -> held-out planning QA and
 closed-loop evaluation. Every step is one of the project's jobs writing under out/; a step whose result
 exists is skipped, so an interrupted pipeline resumes where it stopped. Seeds are fixed, so the same
 config gives the same checkpoints.
@@ -27,15 +27,32 @@ def _job(name: str, overrides: list[str]) -> dict | Path:
     return importlib.import_module(JOBS[name]).run(cfg, default_dir=Path("outputs") / name)
 
 
-def _step(log: list, title: str, done: bool, fn) -> None:
+class _Steps(list):
+    """This invocation's steps. Each finished step's wall time also goes to out/steps.jsonl as it ends, so a
+    pipeline resumed in another session still knows what its skipped steps took: the recipe's time is the sum."""
+
+    def __init__(self, out: Path):
+        from embodied.io import read_jsonl
+
+        super().__init__()
+        self.path = out / "steps.jsonl"
+        self.times = {r["step"]: r["seconds"] for r in read_jsonl(self.path)} if self.path.exists() else {}
+
+
+def _step(log: _Steps, title: str, done: bool, fn) -> None:
+    from embodied.io import append_jsonl
+
     t0 = time.perf_counter()
     if done:
         print(f"[pipeline] {title}: done before, skipped", flush=True)
-        log.append({"step": title, "skipped": True})
+        log.append({"step": title, "skipped": True, "seconds": log.times.get(title)})
         return
     print(f"[pipeline] {title} ...", flush=True)
     fn()
-    log.append({"step": title, "seconds": round(time.perf_counter() - t0, 1)})
+    row = {"step": title, "seconds": round(time.perf_counter() - t0, 1), "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    append_jsonl(log.path, row)
+    log.times[title] = row["seconds"]
+    log.append(row)
 
 
 def _state_policy_steps(cfg: DictConfig, env: str, demos: Path, run_dir: Path) -> tuple[list, list]:
@@ -54,7 +71,7 @@ def _listing(items) -> str:
     return "[" + ",".join(str(i) for i in (items if not isinstance(items, str) else [items])) + "]"
 
 
-def _loop_demos(cfg: DictConfig, out: Path, log: list) -> list[Path]:
+def _loop_demos(cfg: DictConfig, out: Path, log: _Steps) -> list[Path]:
     """Collect the closed loop's own demos (loop_demos): per task and condition, `collect loop=true` with the
     skill expert, colours cycled, the condition's perturbation (its `lag`: the oracle's, see OraclePlanner)."""
     spec = OmegaConf.to_container(cfg.get("loop_demos") or {}, resolve=True)
@@ -77,7 +94,7 @@ def _loop_demos(cfg: DictConfig, out: Path, log: list) -> list[Path]:
     return paths
 
 
-def _done_head(cfg: DictConfig, out: Path, loop: list[Path], planner: Path, camera: list[str], log: list) -> None:
+def _done_head(cfg: DictConfig, out: Path, loop: list[Path], planner: Path, camera: list[str], log: _Steps) -> None:
     """The planner's success-detection head (train-done), fitted on the loop demos' labelled questions, those of
     `done_head.tasks` with `done_head.copies` recoloured re-renders each: the probes read pixels, and one
     episode per colour pair is too few for them to judge a placed cube of any colour (docs/BENCHMARKS.md)."""
@@ -99,6 +116,32 @@ def _done_head(cfg: DictConfig, out: Path, loop: list[Path], planner: Path, came
           lambda: _job("train-done", [f"planner.path={planner}", f"data={corpus}", f"seed={cfg.seed}"]))
 
 
+def _detector(cfg: DictConfig, out: Path, planner: Path, log: _Steps) -> None:
+    """The planner's success detector (train-detector): per task and condition of `detector.demos`, camera-less
+    demos of the skill controller with action noise (a condition: none, or a perturbation in loop_perturbations),
+    frames rendered from their states."""
+    spec = cfg.detector
+    library = OmegaConf.to_container(cfg.get("loop_perturbations") or {}, resolve=True)
+    files = []
+    for env, conds in OmegaConf.to_container(spec.demos, resolve=True).items():
+        for j, (cond, n) in enumerate(conds.items()):
+            pert = dict(library.get(cond) or {})
+            if cond != "none" and not pert.get("kind"):
+                raise EmbodiedError(f"detector.demos.{env}: condition '{cond}' is neither none nor a perturbation in "
+                                    f"loop_perturbations {sorted(k for k, v in library.items() if v.get('kind'))}")
+            path = out / "demos" / f"detector_{env.split('/')[-1]}_{cond}.hdf5"
+            args = [f"env={env}", f"n={n}", f"seed={int(spec.seed) + 1000 * j}", f"out={path}", "video=false",
+                    "next_obs=false", "expert=skill", f"noise={cfg.demo_noise}", "env.cameras=[]",
+                    "env.variety=true", f"env.perturbation={json.dumps(pert).replace(chr(34), '') if pert else 'null'}",
+                    f"workers={spec.workers}"]
+            _step(log, f"collect {path.name}", path.exists(), lambda args=args: _job("collect", args))
+            files.append(path)
+    _step(log, "train-detector (the planner's success detector)", (planner / "success_detector").exists(),
+          lambda: _job("train-detector", [f"demos={_listing(files)}", f"out={out / 'detector'}",
+                                          f"planner.path={planner}", f"steps={spec.steps}", f"per_demo={spec.per_demo}",
+                                          f"workers={spec.workers}", f"seed={cfg.seed}"]))
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.cli import save_config
     from embodied.io import write_json
@@ -109,7 +152,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError("tasks is empty: give env configs such as [robosuite/lift, metaworld/assembly]")
     low_dim = set(cfg.get("state_policy_tasks") or [])  # those of policy_tasks whose policy reads the sim's state
     save_config(cfg, out)
-    log: list[dict] = []
+    log = _Steps(out)
     demos, heldout = {}, {}
     for env in tasks:
         name = env.split("/")[-1]
@@ -138,6 +181,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     planner = out / "plan" / "checkpoint"
     if cfg.get("done_head"):
         _done_head(cfg, out, loop, planner, camera, log)
+    if cfg.get("detector"):
+        _detector(cfg, out, planner, log)
     for env in cfg.policy_tasks:
         name = env.split("/")[-1]
         run_dir = out / "policies" / name
@@ -182,7 +227,11 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                   f"env={env}", f"planners=[egpt:{planner}]", f"conditions={_listing(cfg.loop_eval.conditions)}",
                   f"n={cfg.loop_eval.n}", f"workers={cfg.loop_workers}", "video_episodes=1", f"out={target}"]))
         results[f"eval_loop_{name}"] = json.loads((target / "summary.json").read_text())
-    summary = {"out": str(out), "planner": str(planner), "steps": log, "results": results}
+    timed = [r["seconds"] for r in log if r.get("seconds") is not None]
+    summary = {"out": str(out), "planner": str(planner), "steps": list(log), "results": results,
+               "seconds_total": round(sum(timed), 1),  # every step's own time, whichever invocation ran it
+               "steps_without_time": [r["step"] for r in log if r.get("seconds") is None]}
     write_json(out / "pipeline.json", summary)
-    print(json.dumps({"pipeline": str(out / "pipeline.json"), "planner": str(planner)}))
+    print(json.dumps({"pipeline": str(out / "pipeline.json"), "planner": str(planner),
+                      "minutes_total": round(summary["seconds_total"] / 60, 1)}))
     return summary
