@@ -60,9 +60,13 @@ def score_episode(res: dict) -> dict:
     truth = sub[index0:]
     out["first_plan_exact"] = first == truth
     out["first_plan_step_acc"] = sum(a == b for a, b in zip(first, truth)) / max(len(first), len(truth), 1)
+    out["by_step"] = {}  # the same counts per the step's verb ("place"): where a detector is late or early
     for t, asked, answers in res.get("checks", []):
         pred, real = bool(answers[0]), done_at(asked[0], t)
-        out[("tp" if real else "fp") if pred else ("fn" if real else "tn")] += 1
+        cell = ("tp" if real else "fp") if pred else ("fn" if real else "tn")
+        out[cell] += 1
+        verb = out["by_step"].setdefault(asked[0].split()[0] if asked[0] else "", {"tp": 0, "fp": 0, "fn": 0, "tn": 0})
+        verb[cell] += 1
         if len(asked) > 1:
             out["regress_checks"] += 1
             out["regress_right"] += bool(answers[1]) == done_at(asked[1], t)
@@ -108,12 +112,26 @@ def aggregate(scores: list[dict]) -> dict:
                  "delay_mean": sum(delays) / len(delays) if delays else None,
                  "delay_median": delays[len(delays) // 2] if delays else None,
                  "delay_max": delays[-1] if delays else None, "steps_moved_on": len(delays)},
+        "done_by_step": _by_step(scores),
         "regression_check_accuracy": tot["regress_right"] / max(tot["regress_checks"], 1),
         "episodes_with_spurious_failure": sum(s["spurious"] > 0 for s in scores),
         "spurious_failures": tot["spurious"], "failures": tot["failures"], "replans": tot["replans"],
         "replans_scored": tot["replans_scored"], "replan_first_step_correct": tot["replan_first_ok"],
         "replan_exact": tot["replan_exact"],
     }
+
+
+def _by_step(scores: list[dict]) -> dict:
+    """Done detection per the step's verb: the counts and F1."""
+    out: dict = {}
+    for s in scores:
+        for verb, c in s.get("by_step", {}).items():
+            tot = out.setdefault(verb, {"tp": 0, "fp": 0, "fn": 0, "tn": 0})
+            for k in tot:
+                tot[k] += c[k]
+    for c in out.values():
+        c["f1"] = round(2 * c["tp"] / max(1, 2 * c["tp"] + c["fp"] + c["fn"]), 4)
+    return out
 
 
 def plot_episode(res: dict, path: Path, title: str = "") -> None:

@@ -72,12 +72,15 @@ def test_scores_against_the_simulator():
     s = score_episode(_record(log, checks, trace, sub))
     assert s["first_plan_exact"] and s["first_plan_step_acc"] == 1.0
     assert (s["tp"], s["fp"], s["fn"], s["tn"]) == (2, 1, 0, 4)
+    assert s["by_step"] == {"reach": {"tp": 2, "fp": 0, "fn": 0, "tn": 2}, "grasp": {"tp": 0, "fp": 1, "fn": 0, "tn": 1},
+                            "lift": {"tp": 0, "fp": 0, "fn": 0, "tn": 1}}  # the same checks, per step
     assert s["delays"] == [3, 5]  # reach at t=13 (done since 10), reach again at 55 (done since 50)
     assert s["spurious"] == 1 and s["failures"] == 2
     assert (s["replans_scored"], s["replan_first_ok"]) == (2, 1)
     m = aggregate([s, score_episode(_record(log[:1], [], trace, sub, success=False))])
     assert m["episodes"] == 2 and m["successes"] == 1 and m["episodes_with_spurious_failure"] == 1
     assert abs(m["done"]["precision"] - 2 / 3) < 1e-9 and m["done"]["recall"] == 1.0
+    assert m["done_by_step"]["reach"]["f1"] == 1.0 and m["done_by_step"]["grasp"]["f1"] == 0.0
     wrong = score_episode(_record([{"t": 0, "event": "plan", "plan": ["reach the red cube", "grasp the blue cube",
                                                                        "lift the red cube"]}], [], trace, sub))
     assert not wrong["first_plan_exact"] and abs(wrong["first_plan_step_acc"] - 2 / 3) < 1e-9
@@ -110,6 +113,7 @@ def test_eval_loop_job_writes_scores_plots_videos_and_resumes(tmp_path):
     assert none["done"]["f1"] == 1.0 and drop["perturbed_episodes"] == 2
     assert "skill" in summary["controller"]
     assert "| drop | oracle |" in (tmp_path / "results.md").read_text()
+    assert "Done detection per step" in (tmp_path / "results.md").read_text() and none["done_by_step"]["reach"]["f1"] == 1.0
     cell = tmp_path / "drop" / "oracle"
     assert len((cell / "episodes.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in (cell / "plots").iterdir()) == ["seed500000.png", "seed500001.png"]

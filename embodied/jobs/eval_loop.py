@@ -156,5 +156,18 @@ def _table(summary: dict, path: Path) -> None:
             f"{_pct(c['first_plan_exact_rate'])} | {_pct(c['first_plan_step_accuracy'])} | "
             f"{d['precision']:.2f} / {d['recall']:.2f} / {d['f1']:.2f} | {delay} | {_pct(c['spurious_rate'])} | "
             f"{_pct(c['replan_first_step_rate'])} ({c['replans_scored']}) | {c['replans_per_episode']:.2f} | {c['episodes']} |")
+    lines += ["", "Done detection per step (checks of the current step: F1, misses, false calls):", "",
+              "| condition | planner | " + " | ".join(_verbs(summary)) + " |", "|---|---|" + "---|" * len(_verbs(summary))]
+    for c in summary["cells"]:
+        by = c.get("done_by_step", {})
+        lines.append(f"| {c['condition']} | {c['planner']} | " + " | ".join(
+            f"{by[v]['f1']:.2f} ({by[v]['fn']} / {by[v]['fp']})" if v in by else "-" for v in _verbs(summary)) + " |")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+
+
+def _verbs(summary: dict) -> list[str]:
+    verbs: list[str] = []
+    for c in summary["cells"]:
+        verbs += [v for v in c.get("done_by_step", {}) if v not in verbs]
+    return verbs
