@@ -80,8 +80,9 @@ def test_train_detector_resumes_sets_thresholds_and_the_planner_decides_by_it(st
     r = run_cli("train-detector", f"demos=[{tmp_path / 'none.hdf5'}]", f"out={tmp_path / 'bad'}")
     assert r.returncode == 2 and "none.hdf5 is not a file" in r.stderr
     r = run_cli("eval-loop", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", f"planner.path={planner}",
-                "planners=[egpt]", "conditions=[none]", "n=1", f"out={tmp_path / 'el'}")
-    assert r.returncode == 2 and "success detector reads cameras" in r.stderr
+                "planners=[egpt]", "conditions=[none]", "n=1", "env.horizon=8", "video_episodes=0", "plots=false",
+                f"out={tmp_path / 'el'}")  # the env lacks a camera the detector reads: it is off, with a note
+    assert r.returncode == 0 and "success detector reads cameras" in r.stderr and "it is off" in r.stderr, r.stderr[-2000:]
 
 
 def test_the_loop_asks_the_detector_with_the_newest_frames(state_demos, tmp_path):

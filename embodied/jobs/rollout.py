@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -100,10 +101,18 @@ def planner_camera(camera, planner, env_cfg: dict) -> str | list[str]:
         chosen = cams[-1:]
     if planner is not None and (not chosen or any(c not in cams for c in chosen)):
         raise EmbodiedError(f"agent.camera={chosen}: expected some of env.cameras {cams}")
-    if planner is not None and any(c not in cams for c in planner.detector_cameras):
-        raise EmbodiedError(f"the planner's success detector reads cameras {planner.detector_cameras}; "
-                            f"env.cameras is {cams} (add them)")
     return (chosen[0] if len(chosen) == 1 else chosen) if chosen else ""
+
+
+def _detector_fits(planner, env_cfg: dict) -> None:
+    """A success detector whose cameras the env does not render is switched off, with a note: the clip's head
+    and the LLM judge every step then (as for a checkpoint without a detector)."""
+    cams = env_cfg.get("cameras") or []
+    missing = [c for c in planner.detector_cameras if c not in cams]
+    if missing:
+        print(f"note: the planner's success detector reads cameras {planner.detector_cameras}; env.cameras is {cams}: "
+              "it is off (add the cameras to use it)", file=sys.stderr, flush=True)
+        planner.detector = None
 
 
 def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
@@ -123,6 +132,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     planner = None
     if cfg.planner.type != "none":
         planner = make_planner(cfg.planner.type, cfg.planner.path)
+        _detector_fits(planner, env_cfg)
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
     agent_cfg.camera = planner_camera(agent_cfg.camera, planner, env_cfg)
 
