@@ -95,10 +95,11 @@ def replan_points(agent_log: Sequence[dict], n_steps: int, later: Sequence[int] 
 def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Sequence[int] = (2, 5, 9, 14),
                       min_run: int = 4) -> list[tuple[int, str]]:
     """(step, experience) after each regression of the simulator's sub-goal index (a drop undid steps), with
-    every experience the agent could have written by then: that the step before the one it was on is no
-    longer done (whichever undone step that was), or that its step's budget ran out. The answer is the plan
-    that remains from the simulator's index, whatever the words say. Regressions shorter than `min_run`
-    steps (the index flickers as the gripper lets go of a placed cube) are not drops."""
+    every experience the agent could have written by then: that a step before the one it was on is no
+    longer done (the step just before, or the earliest its detector found undone), or that its step's budget
+    ran out. The answer is the plan that remains from the simulator's index, whatever the words say.
+    Regressions shorter than `min_run` steps (the index flickers as the gripper lets go of a placed cube) are
+    not drops."""
     best = np.maximum.accumulate(indices)
     low = indices < best
     out = []
@@ -114,8 +115,9 @@ def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Seq
             for dt in offsets:
                 if t + dt < end:
                     k, top = int(indices[t + dt]), int(best[t + dt])
-                    out += [(t + dt, experience_regressed(c + 1, subgoals[c], subgoals[c - 1]))
-                            for c in range(k + 1, min(top, len(subgoals) - 1) + 1)]
+                    # the agent on step c names the earliest step its detector finds undone: c - 1 or one before
+                    out += [(t + dt, experience_regressed(c + 1, subgoals[c], subgoals[u]))
+                            for c in range(k + 1, min(top, len(subgoals) - 1) + 1) for u in range(k, c)]
                     out.append((t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], BUDGET_STEPS)))
         t = end
     return out
