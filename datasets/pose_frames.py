@@ -116,6 +116,8 @@ def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str], size: 
     object float32, the others as stored). `size`: frames resized to size x size as each chunk is read (the
     antialiased resize the models do), so the full size is never held at once. A key some chunks lack
     ("success" in chunks made before it was recorded) is -1 there."""
+    if not paths:
+        raise EmbodiedError("no pose frames to load")
     parts: dict[str, list] = {k: [] for k in keys}
     rgb: dict[str, list] = {c: [] for c in cameras}
     for p in paths:
@@ -132,8 +134,6 @@ def load_pose_frames(paths: Sequence[str | Path], cameras: Sequence[str], size: 
             n = len(h["seed"])
             for k in keys:
                 parts[k].append(h[k][()] if k in h else np.full(n, -1))
-    if not parts.get("seed", [None]):
-        raise EmbodiedError("no pose frames to load")
     out = {k: torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
     for k in ("proprio", "object"):
         if k in out:

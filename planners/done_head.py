@@ -78,7 +78,8 @@ def _threshold(logits: np.ndarray, labels: np.ndarray, max_fpr: float) -> float:
     return float(max(neg[k], 0.0)) if k < len(neg) else 0.0
 
 
-def _scores(pred: np.ndarray, labels: np.ndarray) -> dict:
+def detection_scores(pred: np.ndarray, labels: np.ndarray) -> dict:
+    """TPR, FPR and F1 of yes/no calls against labels (both bool arrays), with the counts of each answer."""
     tp, fp, fn = int((pred & labels).sum()), int((pred & ~labels).sum()), int((~pred & labels).sum())
     return {"tpr": round(tp / max(1, labels.sum()), 4), "fpr": round(fp / max(1, (~labels).sum()), 4),
             "f1": round(2 * tp / max(1, 2 * tp + fp + fn), 4), "yes": int(labels.sum()), "no": int((~labels).sum())}
@@ -125,7 +126,7 @@ class DoneHead:
             x = torch.stack([r[0] for r in rows])
             y = np.array([r[1] for r in rows])
             held = np.array([r[2] for r in rows])
-            lm = _scores(np.array([r[3] for r in rows])[held] > 0, y[held])
+            lm = detection_scores(np.array([r[3] for r in rows])[held] > 0, y[held])
             fit, cal = ~held, held
             if min(y[fit].sum(), (~y[fit]).sum(), y[cal].sum(), (~y[cal]).sum()) < max(1, min_per_class // 2) \
                     or min(y.sum(), (~y).sum()) < min_per_class:
@@ -135,13 +136,13 @@ class DoneHead:
             w, b = _logistic((x[fit] - mean) / std, torch.tensor(y[fit], dtype=torch.float32), l2)
             logit = (((x - mean) / std) @ w + b).numpy()
             t = _threshold(logit[cal], y[cal], max_fpr)
-            held_out = _scores(logit[cal] > t, y[cal])
+            held_out = detection_scores(logit[cal] > t, y[cal])
             better = held_out["f1"] >= lm["f1"] + min_gain
             if better:
                 probes[k] = {"mean": mean, "std": std, "weight": w, "bias": b, "threshold": torch.tensor([t])}
             report[k] = {"probe": better, "why": "beats the LLM" if better else "the LLM is about as good",
                          "threshold": round(t, 4), "heldout": held_out, "llm": lm,
-                         "fitted": _scores(logit[fit] > t, y[fit])}
+                         "fitted": detection_scores(logit[fit] > t, y[fit])}
         return cls(probes), report
 
     def save(self, path: str | Path, report: dict | None = None) -> None:

@@ -7,7 +7,8 @@
 
 `video` is the latest egocentric clip (T, H, W, 3) uint8, or (V, T, H, W, 3) for a planner that watches V
 cameras; `frames` the newest frame of every camera the env renders ({camera: (H, W, 3)}), which a success
-detector reads (planners/success_detector.py). `info` is the env's info dict; only the oracle reads it. The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
+detector reads (planners/success_detector.py). `info` is the env's info dict; only the oracle reads it.
+The EmbodiedGPT planner answers from the video; the blind baseline is the same model with no
 visual tokens in its prompt (it sees only the text), the oracle takes the sub-goals from the simulator.
 """
 from __future__ import annotations

@@ -89,13 +89,9 @@ class SuccessDetector(nn.Module):
         missing = [c for c in self.cfg.cameras if c not in frames]
         if missing:
             raise EmbodiedError(f"success detector: no frame of camera(s) {missing}; it reads {self.cfg.cameras}")
-        logits = self(({c: torch.as_tensor(np.asarray(frames[c]))[None] for c in self.cfg.cameras}))[0]
-        out = []
-        for s in subgoals:
-            k = kind(s)
-            out.append(float(logits[self.cfg.kinds.index(k)] - self.cfg.thresholds[self.cfg.kinds.index(k)])
-                       if k in self.cfg.kinds else None)
-        return out
+        logits = self({c: torch.as_tensor(np.asarray(frames[c]))[None] for c in self.cfg.cameras})[0]
+        margin = {k: float(logits[j]) - t for j, (k, t) in enumerate(zip(self.cfg.kinds, self.cfg.thresholds))}
+        return [margin.get(kind(s)) for s in subgoals]
 
     def save_pretrained(self, path: str | Path) -> Path:
         with atomic_dir(path) as tmp:

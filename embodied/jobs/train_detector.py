@@ -26,7 +26,7 @@ from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
 from embodied.layers import random_shift
-from embodied.planners.done_head import kind
+from embodied.planners.done_head import detection_scores, kind
 from embodied.planners.success_detector import DIR, SuccessDetector, SuccessDetectorConfig, done_labels
 
 STATE = "train_state.pt"
@@ -218,10 +218,7 @@ def _scores(logit: torch.Tensor, y: torch.Tensor, m: torch.Tensor, kinds: list[s
     out = {}
     for j, k in enumerate(kinds):
         keep = m[:, j] > 0
-        pred, lab = logit[keep, j].numpy() > thr[j], y[keep, j].numpy() > 0.5
-        tp, fp, fn = int((pred & lab).sum()), int((pred & ~lab).sum()), int((~pred & lab).sum())
-        out[k] = {"f1": round(2 * tp / max(1, 2 * tp + fp + fn), 4), "tpr": round(tp / max(1, lab.sum()), 4),
-                  "fpr": round(fp / max(1, (~lab).sum()), 4), "yes": int(lab.sum()), "no": int((~lab).sum()),
+        out[k] = {**detection_scores(logit[keep, j].numpy() > thr[j], y[keep, j].numpy() > 0.5),
                   "threshold": round(float(thr[j]), 3)}
     return out
 
