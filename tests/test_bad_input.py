@@ -47,6 +47,10 @@ CASES = [
     (["collect", "env=robosuite/lift", "loop=true", "env.cameras=[]", "out={out}/d.hdf5"],
      "loop=true: the loop watches a camera"),
     (["collect", *LIFT, "oracle_lag=-1", "out={out}/d.hdf5"], "oracle_lag: expected a number of checks >= 0"),
+    (["collect", *LIFT, "policy=tiny/policies/lift", "out={out}/d.hdf5"], "policy: a learned policy acts on the "
+     "loop's sub-goals; it needs loop=true"),
+    (["collect", "env=robosuite/lift", "loop=true", "policy=tiny/policies/stack_pose", "out={out}/d.hdf5"],
+     "policy made for robosuite Stack; env is robosuite Lift"),
     (["collect", "env=robosuite/lift", "env.cameras=[agentview]", "video_camera=frontview", "out={out}/d.hdf5"],
      "video_camera: 'frontview' is not one of env.cameras"),
     (["collect", "n=[1", "out={out}/d.hdf5"], "no viable alternative at input '[1'"),

@@ -152,6 +152,23 @@ def test_late_oracle_demos_show_held_steps(tmp_path):
         assert parse_plan(s["planning"]).subgoals[0].text == subgoals[indices[at]] == subgoals[subgoals.index(step) + 1]
 
 
+def test_collect_with_a_learned_policy_keeps_its_own_motions_and_the_simulators_labels(tmp_path):
+    """collect loop=true policy=DIR: the shipped Lift policy acts on the simulator's sub-goals; the demo holds
+    its states, the loop's log and the sub-goal index the simulator gave (the success detector's labels)."""
+    import h5py
+
+    demos = tmp_path / "lift.hdf5"
+    r = run_cli("collect", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", "env.height=128", "env.width=128",
+                "loop=true", "policy=tiny/policies/lift", "n=1", "seed=72000", "video=false", f"out={demos}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with h5py.File(demos) as f:
+        g = f["data/demo_0"]
+        log, indices, states = json.loads(g.attrs["agent_log"]), g["subgoal_index"][()], g["states"][()]
+    assert indices[0] == 0 and indices[-1] == 2 and np.all(np.diff(indices) >= 0)
+    assert [e["subgoal"] for e in log if e["event"] == "done"][:2] == ["reach the red cube", "grasp the red cube"]
+    assert len(states) == len(indices) > 10
+
+
 def test_balanced_repeats_the_smaller_tasks_items():
     from embodied.jobs.train_planner import balanced
 

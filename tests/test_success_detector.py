@@ -73,6 +73,18 @@ def test_train_detector_resumes_sets_thresholds_and_the_planner_decides_by_it(st
     with pytest.raises(EmbodiedError, match="no frame of camera"):
         p.are_done(clip, asked, frames={"robot0_eye_in_hand": frames["robot0_eye_in_hand"]})
 
+    # init= fine-tunes a trained detector (here the one just written into the planner), keeping its architecture
+    r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'ft'}", f"init={planner}", "per_demo=6",
+                "eval_every=3", "steps=3", "batch_size=8", "model.image_size=48", "model.channels=4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ft = SuccessDetector.from_pretrained(tmp_path / "ft" / "best")
+    assert ft.cfg.image_size == det.cfg.image_size == 32 and ft.cfg.channels == det.cfg.channels
+    assert ft.cfg.train_info["init"] == str(planner)
+    r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", f"init={tmp_path}")
+    assert r.returncode == 2 and "neither a success detector nor a planner checkpoint holding one" in r.stderr
+    r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", f"init={planner}",
+                "cameras=[agentview]")
+    assert r.returncode == 2 and "the detector reads cameras ['agentview', 'robot0_eye_in_hand']" in r.stderr
     r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", "max_fpr=2")
     assert r.returncode == 2 and "max_fpr: expected a share in [0, 1)" in r.stderr
     r = run_cli("train-detector", f"demos=[{state_demos}]", f"out={tmp_path / 'bad'}", "frame_size=8")

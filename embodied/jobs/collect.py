@@ -34,8 +34,19 @@ def _demonstrator(cfg: DictConfig, env_cfg: dict):
     """() -> the expert, or with loop=true the closed loop around it: the simulator's sub-goals as the
     plan, checked every few steps, failures and re-plans as the agent makes them. Such demos show the loop's
     own pace (a finished step held until the check sees it, the re-plan after a perturbation); oracle_lag
-    holds finished steps longer, as a slow learned detector does."""
+    holds finished steps longer, as a slow learned detector does. With `policy`, a learned policy acts in the
+    expert's place: its own motions, labelled by the simulator (the success detector trains on them)."""
+    policy = None
+    if cfg.get("policy"):
+        from embodied.jobs.rollout import check_policy_fits
+        from embodied.policies import load_policy
+
+        policy = load_policy(str(cfg.policy))
+        check_policy_fits(policy, env_cfg)
+
     def expert():
+        if policy is not None:
+            return policy.actor()
         return make_expert(env_cfg["backend"], env_cfg["task"], noise=float(cfg.noise), kind=str(cfg.expert))
 
     if not cfg.loop:
@@ -60,6 +71,8 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     n = int(cfg.n)
     if cfg.loop and not env_cfg.get("cameras"):
         raise EmbodiedError("loop=true: the loop watches a camera; env.cameras is empty")
+    if cfg.get("policy") and not cfg.loop:
+        raise EmbodiedError("policy: a learned policy acts on the loop's sub-goals; it needs loop=true")
     if int(cfg.oracle_lag) < 0:
         raise EmbodiedError(f"oracle_lag: expected a number of checks >= 0, got {cfg.oracle_lag}")
     config_dir = out.parent if cfg.out is None else out.with_name(out.stem + "_config")
@@ -68,6 +81,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     probe = make_env(env_cfg)  # fails fast on a bad task or camera, before any worker starts
     try:
         make_expert(env_cfg["backend"], env_cfg["task"], kind=str(cfg.expert))  # and on a bad expert
+        demonstrator = _demonstrator(cfg, env_cfg)  # and on a policy that does not fit the env
     except EmbodiedError:
         probe.close()
         raise
@@ -120,7 +134,7 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
 
     try:
         results = run_episodes(
-            env_cfg, _demonstrator(cfg, env_cfg), seeds=range(first, first + attempts), workers=int(cfg.workers),
+            env_cfg, demonstrator, seeds=range(first, first + attempts), workers=int(cfg.workers),
             jsonl=parts / "episodes.jsonl", record=True, on_episode=keep, stop=lambda rs: len(chosen(rs)) >= n,
             total=None, desc=f"collect {env_cfg['task']}")
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ def _policy_paths(cfg) -> list[str | None]:
     return [cfg.policy.path] if isinstance(cfg.policy.path, str) else list(cfg.policy.path)
 
 
-def _check_fits(policy, env_cfg: dict) -> None:
+def check_policy_fits(policy, env_cfg: dict) -> None:
     """A policy made for another env fails here, naming both, before any worker starts: its task, the cameras
     it reads and their frame size, its action and proprio shapes."""
     from embodied.envs import make_env
@@ -126,7 +126,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     policy = None
     if policy_path is not None:
         policy = load_policy(policy_path)
-        _check_fits(policy, env_cfg)
+        check_policy_fits(policy, env_cfg)
         if cfg.policy.get("ensemble") is not None:
             policy.cfg.ensemble = ensemble_weight(cfg.policy.ensemble)
     planner = None

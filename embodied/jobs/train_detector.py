@@ -5,8 +5,9 @@ Resumable phases in `out`, as train-pose's: frames/<demo file>/ (rendered from e
 a chunk file per 50 demos), then training (last/ with the optimizer state every `eval_every` steps, best/ by the
 held-out loss, history.jsonl, curve.png). `time_limit=MIN` or `stop_after=N` end an invocation checkpointed; the
 same command continues it. Demos whose seed ends in 0 are held out: they score each checkpoint and set each
-kind's threshold. With `planner.path`, the finished detector is written into that planner checkpoint
-(success_detector/), where the loop's planner reads it.
+kind's threshold. `init=DIR` fine-tunes a trained detector (a detector's or a planner's) instead of a new one.
+With `planner.path`, the finished detector is written into that planner checkpoint (success_detector/), where the
+loop's planner reads it.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError(f"frame_size: expected a frame side of 16 pixels or more, got {cfg.frame_size}")
     if cfg.planner.path and not (Path(cfg.planner.path) / "config.json").exists():
         raise EmbodiedError(f"planner.path={cfg.planner.path}: not a planner checkpoint (no config.json)")
+    start = _init(str(cfg.init), cams) if cfg.get("init") else None  # a bad init fails before anything is written
     out = Path(cfg.out) if cfg.out else default_dir
     last, best = out / "last", out / "best"
     if (out / "config.yaml").exists():
@@ -66,18 +68,21 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError(f"demos: {len(train_idx)} frames to train on and {len(valid_idx)} held out; need both "
                             "(demos whose seed ends in 0 are held out)")
     info = {"demos": demos, "frames": int(len(train_idx)), "held_out_frames": int(len(valid_idx)),
-            "seed": int(cfg.seed)}
+            "seed": int(cfg.seed), **({"init": str(cfg.init)} if cfg.get("init") else {})}
     model_cfg = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if v is not None}
     if (last / STATE).exists():
         model = SuccessDetector.from_pretrained(last).train()
         state = torch.load(last / STATE, weights_only=True)
+    elif start is not None:
+        model, state = start, None
     else:
         torch.manual_seed(int(cfg.seed))
         model = SuccessDetector(SuccessDetectorConfig(cameras=cams, kinds=kinds, thresholds=[0.0] * len(kinds),
                                                       train_info=info, **model_cfg))
         state = None
     if model.cfg.kinds != kinds:
-        raise EmbodiedError(f"{last}: trained on kinds {model.cfg.kinds}, these demos have {kinds}")
+        raise EmbodiedError(f"{last if state is not None else 'init=' + str(cfg.init)}: trained on kinds "
+                            f"{model.cfg.kinds}, these demos have {kinds}")
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))
     step, best_loss = 0, float("inf")
     if state is not None:
@@ -138,6 +143,22 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                   f"{s['yes']} done, {s['no']} not), threshold {s['threshold']:+.2f}", flush=True)
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _init(path: str, cams: list[str]) -> SuccessDetector:
+    """A detector to fine-tune: a detector directory or a planner checkpoint holding one (`tiny/planner` is the
+    shipped one). Its architecture and kinds are kept (the `model` block is not read); it must read `cameras`."""
+    from embodied.assets import resolve
+
+    p = resolve(path)
+    if (p / DIR / "config.json").exists():
+        p = p / DIR
+    if not (p / "config.json").exists():
+        raise EmbodiedError(f"init={path}: neither a success detector nor a planner checkpoint holding one")
+    model = SuccessDetector.from_pretrained(p).train()
+    if model.cfg.cameras != cams:
+        raise EmbodiedError(f"init={path}: the detector reads cameras {model.cfg.cameras}; cameras is {cams}")
+    return model
 
 
 def _task_kinds(path: Path, cache: dict) -> list[str]:
