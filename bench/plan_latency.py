@@ -1,11 +1,19 @@
-"""Plan latency: 8 frames in, N tokens out (greedy, KV cache, random init), against the bare LLM
-generating the same number of tokens from a prompt of the same length (the baseline, same run).
-With --train-batch B it also times one stage-2 training step (batch B, answer-only loss, backward, AdamW
-on the trainable parts) built as `embodied train-planner` builds it: the LLM in --dtype and frozen, the rest
-float32 under bf16 autocast (accelerate's mixed precision), and reports that step's peak GPU memory.
+"""Plan latency, per token, beside the bare LLM and the memory-bandwidth floor, in one run (random weights).
 
-    python bench/plan_latency.py --model tiny                        # CPU, float32
-    python bench/plan_latency.py --model egpt_7b --device cuda --dtype bfloat16 --train-batch 8  # a GPU (~40 GB)
+- plan: what `EmbodiedGPT.generate` runs (embodied/decoding.py: static cache, the adapter's prefix written once,
+  the visual prefix encoded once), 8 frames in; per token = (time of N tokens - time of 1 token) / (N - 1), so
+  the prompt's prefill is not in it. EOS is not allowed to stop it.
+- before: the same plan through transformers' `generate` (the path used until 2026-12-06).
+- bare: an LLM of the same shape with no vision or adapter, transformers' `generate` on its static cache
+  (`cache_implementation="static"`; with --compile, transformers' own compiled forward) from a text prompt as
+  long as the multimodal one.
+- floor: the LLM's weight bytes / this device's measured copy bandwidth: decoding reads every weight once a token.
+With --train-batch B it also times one stage-2 training step (batch B, answer-only loss, backward, AdamW on the
+trainable parts) as `embodied train-planner` builds it, and its peak GPU memory.
+
+    python bench/plan_latency.py --model tiny                        # CPU, float32, the tiny shape
+    python bench/plan_latency.py --model tiny --llm 1b               # the tiny vision with a LLaMA of 1B shape
+    python bench/plan_latency.py --model egpt_7b --device cuda --dtype bfloat16 --compile --train-batch 8  # a GPU
 """
 from __future__ import annotations
 
@@ -16,15 +24,21 @@ import time
 
 import torch
 
+# LLaMA-3.2-1B's shape (its vocabulary aside: the bench's tokenizer decides that, as a user's LLaMA's does).
+SHAPES = {"1b": {"hidden_size": 2048, "num_layers": 16, "num_heads": 32, "intermediate_size": 8192}}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="tiny")
+    ap.add_argument("--llm", choices=sorted(SHAPES), help="replace the model's LLM shape")
+    ap.add_argument("--adapter", help="replace the model's adapter type (prefix, adaption_prompt, lora, none)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--compile", action="store_true", help="compile the plan path's decode step")
     ap.add_argument("--train-batch", type=int, default=0, help="also time one training step of this batch")
     args = ap.parse_args()
 
@@ -33,6 +47,7 @@ def main() -> None:
 
     from embodied.cli import config_dir
     from embodied.datasets.egocot import format_plan
+    from embodied.decoding import GreedyDecoder, prefix_cache
     from embodied.jobs.train_planner import model_config
     from embodied.modeling import EmbodiedGPT, llama_config, plan_prompt
     from embodied.tokenizer import train_tokenizer
@@ -40,6 +55,11 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = model_config(compose(config_name="train_planner", overrides=[f"model={args.model}"]))
     cfg.llm.dtype = args.dtype
+    for k, v in SHAPES.get(args.llm, {}).items():
+        setattr(cfg.llm, k, v)
+    if args.adapter:
+        cfg.adapter.type = args.adapter
+        cfg.adapter.adapter_layers = min(cfg.adapter.adapter_layers, cfg.llm.num_layers)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     # A user's LLaMA brings its own tokenizer; shapes and speed do not depend on which one is used.
@@ -52,10 +72,11 @@ def main() -> None:
     video = torch.randint(0, 256, (args.batch, frames, cfg.vision.image_size, cfg.vision.image_size, 3),
                           dtype=torch.uint8, device=args.device)
     prompts = [plan_prompt("stack the red cube on the green cube")] * args.batch
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def timed(fn) -> float:
-        fn()  # warm-up
+        fn()  # warm-up (and compilation)
         out = []
         for _ in range(args.runs):
             sync()
@@ -65,25 +86,75 @@ def main() -> None:
             out.append(time.perf_counter() - t0)
         return statistics.median(out)
 
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    def per_token(fn) -> tuple[float, float]:
+        """(seconds for n tokens, seconds per token after the first)."""
+        t_n, t_1 = timed(lambda: fn(n)), timed(lambda: fn(1))
+        return t_n, (t_n - t_1) / (n - 1)
+
     n = args.tokens
-    t_plan = timed(lambda: model.generate(video, prompts, max_new_tokens=n, min_new_tokens=n))
-    peak = torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None
-    # Baseline: the same LLM (with its adapter) from a text prompt as long as the multimodal one.
+    decoder = GreedyDecoder(model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm,
+                            compile=args.compile)
+
+    @torch.no_grad()
+    def plan(k: int) -> None:  # EmbodiedGPT.generate's greedy path, EOS never ending it (-1)
+        llm_, emb, mask, _ = model._prompt_batch(video, prompts, None, False, with_prefix=False)
+        decoder(emb, mask, k, -1, 0, prefix_cache(model.llm, len(prompts)))
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t_plan, tok_plan = per_token(plan)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    t_before, tok_before = per_token(lambda k: model.generate(video, prompts, max_new_tokens=k, min_new_tokens=k))
     q, _ = model.encode(video, prompts)
     length = len(model._sequences(q, prompts, None)[0][0])
     ids = torch.full((args.batch, length), 5, dtype=torch.long, device=args.device)
-    base = model.llm.get_base_model() if hasattr(model.llm, "get_base_model") else model.llm
-    t_llm = timed(lambda: base.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                        min_new_tokens=n, do_sample=False, pad_token_id=0))
-    res = {"model": args.model, "device": args.device, "dtype": args.dtype, "batch": args.batch, "new_tokens": n,
-           "frames": frames, "plan_latency_s": round(t_plan, 3), "llm_only_latency_s": round(t_llm, 3),
-           "ratio_llm_only_over_plan": round(t_llm / t_plan, 3), "peak_gpu_memory_GiB": None if peak is None else round(peak, 2)}
+    del llm  # the model holds it; the bare LLM is a second one of the same shape, without the adapter in its
+    # modules (its weights are random too: decoding's speed does not depend on their values)
+    with torch.device(args.device):
+        bare = LlamaForCausalLM(model.llm.get_base_model().config if hasattr(model.llm, "get_base_model")
+                                else model.llm.config).to(dtype).eval()
+    compiled = {}
+    if args.compile:  # transformers compiles the static-cache forward itself; on CPU only when told to
+        from transformers import CompileConfig
+
+        cc = CompileConfig(fullgraph=False, mode="reduce-overhead", dynamic=False)
+        cc._compile_all_devices = True
+        compiled = {"compile_config": cc}
+    t_bare, tok_bare = per_token(lambda k: bare.generate(
+        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=k, min_new_tokens=k, do_sample=False,
+        pad_token_id=0, cache_implementation="static", **compiled))
+    weight_bytes = sum(p.numel() * p.element_size() for p in bare.parameters())
+    bandwidth = copy_bandwidth(args.device)
+    floor = weight_bytes / bandwidth
+    res = {"model": args.model, "llm_shape": args.llm or args.model, "adapter": cfg.adapter.type,
+           "device": args.device, "dtype": args.dtype, "batch": args.batch, "new_tokens": n, "compile": args.compile,
+           "llm_params_M": round(sum(p.numel() for p in bare.parameters()) / 1e6, 1),
+           "plan_s": round(t_plan, 4), "plan_ms_per_token": round(1e3 * tok_plan, 3),
+           "before_s": round(t_before, 4), "before_ms_per_token": round(1e3 * tok_before, 3),
+           "bare_llm_s": round(t_bare, 4), "bare_llm_ms_per_token": round(1e3 * tok_bare, 3),
+           "floor_ms_per_token": round(1e3 * floor, 3), "copy_bandwidth_GBps": round(bandwidth / 1e9, 1),
+           "plan_over_bare": round(tok_plan / tok_bare, 3), "plan_over_floor": round(tok_plan / floor, 2),
+           "before_over_plan": round(tok_before / tok_plan, 2),
+           "peak_gpu_memory_GiB": None if peak is None else round(peak, 2)}
     print(json.dumps(res), flush=True)
     if args.train_batch:
-        del model, llm, base
+        del model, bare, decoder
         print(json.dumps(train_step(cfg, tok, args, timed)))
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes a second that a large tensor copy moves on `device` (read plus write), best of 5."""
+    x = torch.empty(64 * 2**20, dtype=torch.float32, device=device)  # 256 MiB, beyond any cache
+    y = torch.empty_like(x)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    best = float("inf")
+    for _ in range(6):
+        sync()
+        t0 = time.perf_counter()
+        y.copy_(x)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * x.numel() * x.element_size() / best
 
 
 def train_step(cfg, tok, args, timed) -> dict:

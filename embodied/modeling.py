@@ -452,6 +452,7 @@ class EmbodiedGPT(nn.Module):
         if cfg.llm.freeze:
             base.requires_grad_(False)
         self.llm = add_adapter(base, cfg.adapter)
+        self.decoder = None  # the greedy decoder on a static cache (embodied/decoding.py), made at the first plan
 
     # -- text ---------------------------------------------------------------------------------
     def _ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
@@ -522,7 +523,8 @@ class EmbodiedGPT(nn.Module):
             return torch.zeros(len(prompts), 0, self.cfg.eformer.hidden_size, device=self.device)
         return self.encode(video, eformer_text if eformer_text is not None else prompts)[0]
 
-    def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0, starts=None):
+    def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0, starts=None,
+                      with_prefix: bool = True):
         """The prompts as left-padded embeddings (every prompt ends at the last position) for cached decoding:
         (llm to call, embeddings (B, N, D), attention mask, KV cache to start from or None). peft's own
         generate() hides `inputs_embeds` from transformers, so the base model is called: the adapters live
@@ -534,7 +536,7 @@ class EmbodiedGPT(nn.Module):
         mask = torch.tensor([[0] * (n - len(s)) + [1] * len(s) for s in seqs], device=self.device)
         llm, past = self.llm, None
         if hasattr(llm, "get_base_model"):
-            if self.cfg.adapter.type == "prefix":
+            if self.cfg.adapter.type == "prefix" and with_prefix:
                 n_virtual = llm.peft_config["default"].num_virtual_tokens
                 past = llm.get_prompt(len(seqs), max_cache_len=n + n_virtual + new_tokens)
                 mask = torch.cat([mask.new_ones(len(seqs), n_virtual), mask], 1)
@@ -576,15 +578,26 @@ class EmbodiedGPT(nn.Module):
                  eformer_text: Sequence[str] | None = None, blind: bool = False,
                  answer_start: Sequence[str] | None = None, **gen_kwargs) -> list[str]:
         """Batched greedy generation with the KV cache; left padding keeps every prompt's end aligned.
-        `answer_start`: per prompt, text the answer is forced to open with (returned as part of it)."""
-        llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens, answer_start)
+        `answer_start`: per prompt, text the answer is forced to open with (returned as part of it).
+        Greedy decoding runs on a static cache (embodied/decoding.py); other `gen_kwargs` (sampling, beams,
+        min_new_tokens) go to transformers' `generate`."""
+        from embodied.decoding import GreedyDecoder, prefix_cache
+
         tok = self.tokenizer
-        gen_kwargs.setdefault("do_sample", False)
-        if past is not None:
-            gen_kwargs["past_key_values"] = past
-        out = llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                                eos_token_id=tok.eos_token_id, **gen_kwargs)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if not gen_kwargs or gen_kwargs == {"do_sample": False}:
+            llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, starts=answer_start,
+                                                      with_prefix=False)
+            if self.decoder is None or self.decoder.llm is not llm:
+                self.decoder = GreedyDecoder(llm)
+            out = self.decoder(emb, mask, max_new_tokens, tok.eos_token_id, pad, prefix_cache(self.llm, len(prompts)))
+        else:
+            llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens, answer_start)
+            gen_kwargs.setdefault("do_sample", False)
+            if past is not None:
+                gen_kwargs["cache"] = past
+            out = llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
+                               pad_token_id=pad, eos_token_id=tok.eos_token_id, **gen_kwargs)
         starts = answer_start or [""] * len(prompts)
         return [(s + t).strip() for s, t in zip(starts, tok.batch_decode(out, skip_special_tokens=True))]
 
