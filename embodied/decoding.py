@@ -35,6 +35,7 @@ class GreedyDecoder:
     def __init__(self, llm: nn.Module, compile: bool = False):
         self.llm = llm
         self.cache, self._cache_shape = None, None
+        self.compiled = compile
         self.step: Callable = self._step
         if compile:
             self.step = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)

@@ -453,6 +453,7 @@ class EmbodiedGPT(nn.Module):
             base.requires_grad_(False)
         self.llm = add_adapter(base, cfg.adapter)
         self.decoder = None  # the greedy decoder on a static cache (embodied/decoding.py), made at the first plan
+        self.compile_decoding = False  # compile its per-token step (planner.compile=true)
 
     # -- text ---------------------------------------------------------------------------------
     def _ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
@@ -588,8 +589,8 @@ class EmbodiedGPT(nn.Module):
         if not gen_kwargs or gen_kwargs == {"do_sample": False}:
             llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, starts=answer_start,
                                                       with_prefix=False)
-            if self.decoder is None or self.decoder.llm is not llm:
-                self.decoder = GreedyDecoder(llm)
+            if self.decoder is None or self.decoder.llm is not llm or self.decoder.compiled != self.compile_decoding:
+                self.decoder = GreedyDecoder(llm, compile=self.compile_decoding)
             out = self.decoder(emb, mask, max_new_tokens, tok.eos_token_id, pad, prefix_cache(self.llm, len(prompts)))
         else:
             llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, max_new_tokens, answer_start)

@@ -101,13 +101,17 @@ class EmbodiedGPTPlanner(Planner):
         self.max_new_tokens = max_new_tokens
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "EmbodiedGPTPlanner":
+    def from_pretrained(cls, path: str | Path, compile: bool = False, **kwargs) -> "EmbodiedGPTPlanner":
+        """`compile`: compile the plan decoder's per-token step (torch.compile; CUDA graphs on a GPU): each new
+        batch size and cache length compiles once (seconds on the tiny model), then every token is faster."""
         from embodied.assets import resolve
         from embodied.checkpoint import load_model
 
         kwargs.setdefault("done_head", DoneHead.load(resolve(path)))
         kwargs.setdefault("detector", load_detector(resolve(path)))
-        return cls(load_model(path), **kwargs)
+        model = load_model(path)
+        model.compile_decoding = bool(compile)
+        return cls(model, **kwargs)
 
     def _video(self, video) -> torch.Tensor:
         """One clip (T, H, W, 3), or one clip per camera (V, T, H, W, 3) for a planner of several views, as a

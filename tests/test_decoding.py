@@ -55,3 +55,13 @@ def test_a_replan_reuses_the_cache_and_decodes_as_a_fresh_decoder(tok):  # noqa:
     m.decoder = None
     assert m.generate(v, [plan_prompt("lift the cube", "Step 2 'grasp the cube' failed.")], n) == replan
     assert m.generate(v, [plan_prompt("lift the cube")], n, do_sample=False, num_beams=1) == first  # generate's path
+
+
+def test_the_compiled_decoder_writes_the_same_plans(tok):  # noqa: F811
+    """planner.compile=true: the per-token step through torch.compile (inductor on CPU), same tokens."""
+    m = adapted_model(tok, "prefix")
+    v = video(2)
+    prompts = [plan_prompt("lift the cube"), plan_prompt("lift the cube", "it fell")]
+    eager = m.generate(v, prompts, 12)
+    m.compile_decoding = True
+    assert m.generate(v, prompts, 12) == eager and m.decoder.compiled
