@@ -167,6 +167,15 @@ def test_collect_with_a_learned_policy_keeps_its_own_motions_and_the_simulators_
     assert indices[0] == 0 and indices[-1] == 2 and np.all(np.diff(indices) >= 0)
     assert [e["subgoal"] for e in log if e["event"] == "done"][:2] == ["reach the red cube", "grasp the red cube"]
     assert len(states) == len(indices) > 10
+    # keep_failures=true: the episodes that fail are demos too (a 10-step horizon ends every one unfinished)
+    short = tmp_path / "short.hdf5"
+    r = run_cli("collect", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", "env.height=128", "env.width=128",
+                "loop=true", "policy=tiny/policies/lift", "n=2", "seed=72000", "video=false", "env.horizon=10",
+                "keep_failures=true", f"out={short}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '"failed_demos": 2' in r.stdout
+    with h5py.File(short) as f:
+        assert len(f["data"]) == 2 and all(len(f[f"data/{k}/actions"]) == 10 for k in f["data"])
 
 
 def test_balanced_repeats_the_smaller_tasks_items():

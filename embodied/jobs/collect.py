@@ -111,8 +111,10 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     attempts = int(cfg.max_attempts or 2 * n + 10)
     record_video = bool(cfg.video) and video_cam is not None
 
+    failures = bool(cfg.get("keep_failures"))
+
     def keep(res: dict, traj: dict) -> None:
-        if not res["success"]:
+        if not res["success"] and not failures:
             return
         if record_video:
             write_video(parts / f"seed{res['seed']}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
@@ -121,9 +123,10 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                         next_obs=bool(cfg.next_obs), model_file=xml, attrs=attrs)
 
     def chosen(results: list[dict]) -> list[int]:
-        """The demos: the successes among the seeds finished in order from the first, up to n of them. Workers
+        """The demos: the successes (with keep_failures, every episode that ran) among the seeds finished in
+        order from the first, up to n of them. Workers
         finish out of order; the file does not depend on their number, nor on where a run was stopped."""
-        ok = {r["seed"]: r["success"] for r in results}
+        ok = {r["seed"]: r["success"] or (failures and not r.get("error")) for r in results}
         seeds = []
         s = first
         while s in ok and len(seeds) < n:
@@ -171,8 +174,9 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
     save_config(cfg, config_dir)
     shutil.rmtree(parts)
     tried = sum(1 for r in results if r["seed"] <= seeds[-1])
-    print(json.dumps({"out": str(out), "demos": n, "attempts": tried, "expert_success": round(n / max(tried, 1), 3),
-                      "resumed_attempts": earlier}))
+    won = sum(1 for r in results if r["seed"] <= seeds[-1] and r["success"])
+    print(json.dumps({"out": str(out), "demos": n, "attempts": tried, "expert_success": round(won / max(tried, 1), 3),
+                      "failed_demos": n - won if failures else 0, "resumed_attempts": earlier}))
     return out
 
 
