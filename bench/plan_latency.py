@@ -97,7 +97,7 @@ def main() -> None:
 
     @torch.no_grad()
     def plan(k: int) -> None:  # EmbodiedGPT.generate's greedy path, EOS never ending it (-1)
-        llm_, emb, mask, _ = model._prompt_batch(video, prompts, None, False, with_prefix=False)
+        _, emb, mask, _ = model._prompt_batch(video, prompts, None, False, with_prefix=False)
         decoder(emb, mask, k, -1, 0, prefix_cache(model.llm, len(prompts)))
 
     if cuda:

@@ -70,8 +70,8 @@ class GreedyDecoder:
         pos = valid[:, :p + n].long().cumsum(-1) - 1  # positions count the prefix, as generate's do
         pos = pos.masked_fill(~valid[:, :p + n], 1)[:, p:]
         causal = torch.arange(length, device=emb.device)[None] <= torch.arange(p, p + n, device=emb.device)[:, None]
-        logits = self.llm(inputs_embeds=emb, position_ids=pos, attention_mask=_additive(valid[:, None] & causal, emb.dtype),
-                          cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self.llm(inputs_embeds=emb, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1,
+                          attention_mask=_additive(valid[:, None] & causal, emb.dtype)).logits[:, -1]
         nxt_pos = pos[:, -1:] + 1
         done = torch.zeros(b, dtype=torch.bool, device=emb.device)
         out = []

@@ -587,8 +587,8 @@ class EmbodiedGPT(nn.Module):
         tok = self.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         if not gen_kwargs or gen_kwargs == {"do_sample": False}:
-            llm, emb, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, starts=answer_start,
-                                                      with_prefix=False)
+            llm, emb, mask, _ = self._prompt_batch(video, prompts, eformer_text, blind, starts=answer_start,
+                                                   with_prefix=False)
             if self.decoder is None or self.decoder.llm is not llm or self.decoder.compiled != self.compile_decoding:
                 self.decoder = GreedyDecoder(llm, compile=self.compile_decoding)
             out = self.decoder(emb, mask, max_new_tokens, tok.eos_token_id, pad, prefix_cache(self.llm, len(prompts)))

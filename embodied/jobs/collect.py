@@ -113,8 +113,12 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
 
     failures = bool(cfg.get("keep_failures"))
 
+    def kept(res: dict) -> bool:
+        """A demo: a success, or with keep_failures any episode that ran to its end (not a simulator error)."""
+        return bool(res["success"]) or (failures and not res.get("error"))
+
     def keep(res: dict, traj: dict) -> None:
-        if not res["success"] and not failures:
+        if not kept(res):
             return
         if record_video:
             write_video(parts / f"seed{res['seed']}.mp4", [o["rgb"][video_cam] for o in traj["obs"]])
@@ -123,10 +127,9 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
                         next_obs=bool(cfg.next_obs), model_file=xml, attrs=attrs)
 
     def chosen(results: list[dict]) -> list[int]:
-        """The demos: the successes (with keep_failures, every episode that ran) among the seeds finished in
-        order from the first, up to n of them. Workers
-        finish out of order; the file does not depend on their number, nor on where a run was stopped."""
-        ok = {r["seed"]: r["success"] or (failures and not r.get("error")) for r in results}
+        """The demos: the kept episodes among the seeds finished in order from the first, up to n of them.
+        Workers finish out of order; the file does not depend on their number, nor on where a run was stopped."""
+        ok = {r["seed"]: kept(r) for r in results}
         seeds = []
         s = first
         while s in ok and len(seeds) < n:

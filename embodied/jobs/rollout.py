@@ -131,8 +131,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
             policy.cfg.ensemble = ensemble_weight(cfg.policy.ensemble)
     planner = None
     if cfg.planner.type != "none":
-        planner = make_planner(cfg.planner.type, cfg.planner.path,
-                               **({"compile": True} if cfg.planner.get("compile") else {}))
+        planner = make_planner(cfg.planner.type, cfg.planner.path, compile=bool(cfg.planner.get("compile")))
         _detector_fits(planner, env_cfg)
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
     agent_cfg.camera = planner_camera(agent_cfg.camera, planner, env_cfg)
