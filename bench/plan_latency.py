@@ -8,11 +8,14 @@
   (`cache_implementation="static"`; with --compile, transformers' own compiled forward) from a text prompt as
   long as the multimodal one.
 - floor: the LLM's weight bytes / this device's measured copy bandwidth: decoding reads every weight once a token.
+With --batch B > 1 it also times the plan of one clip alone (`batch_over_one`: B agents' plans answered together
+against one agent's; the rollout's planner.batch=true answers agents so, planners/batching.py).
 With --train-batch B it also times one stage-2 training step (batch B, answer-only loss, backward, AdamW on the
 trainable parts) as `embodied train-planner` builds it, and its peak GPU memory.
 
     python bench/plan_latency.py --model tiny                        # CPU, float32, the tiny shape
     python bench/plan_latency.py --model tiny --llm 1b               # the tiny vision with a LLaMA of 1B shape
+    python bench/plan_latency.py --model tiny --batch 8              # 8 plans at once against one
     python bench/plan_latency.py --model egpt_7b --device cuda --dtype bfloat16 --compile --train-batch 8  # a GPU
 """
 from __future__ import annotations
@@ -104,6 +107,14 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     t_plan, tok_plan = per_token(plan)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    one = {}
+    if args.batch > 1:  # the same plan for one clip: what answering B agents together costs over one alone
+        full = video, prompts
+        video, prompts = video[:1], prompts[:1]
+        t_one = timed(lambda: plan(n))
+        video, prompts = full
+        one = {"plan_batch1_s": round(t_one, 4), "batch_over_one": round(t_plan / t_one, 3),
+               "one_by_one_over_batch": round(args.batch * t_one / t_plan, 2)}
     t_before, tok_before = per_token(lambda k: model.generate(video, prompts, max_new_tokens=k, min_new_tokens=k))
     q, _ = model.encode(video, prompts)
     length = len(model._sequences(q, prompts, None)[0][0])
@@ -135,7 +146,7 @@ def main() -> None:
            "floor_ms_per_token": round(1e3 * floor, 3), "copy_bandwidth_GBps": round(bandwidth / 1e9, 1),
            "plan_over_bare": round(tok_plan / tok_bare, 3), "plan_over_floor": round(tok_plan / floor, 2),
            "before_over_plan": round(tok_before / tok_plan, 2),
-           "peak_gpu_memory_GiB": None if peak is None else round(peak, 2)}
+           "peak_gpu_memory_GiB": None if peak is None else round(peak, 2), **one}
     print(json.dumps(res), flush=True)
     if args.train_batch:
         del model, bare, decoder

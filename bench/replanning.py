@@ -51,7 +51,7 @@ def main() -> None:
                 "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 6, "subgoal_budget": 80,
                           "max_replans": 2, "replan": replan}})
             env_cfg = {**env, **({"perturbation": perturb} if perturb else {})}
-            make, _ = make_agent_factory(cfg, env_cfg, policies.get(task))
+            make, _, _ = make_agent_factory(cfg, env_cfg, policies.get(task))
             t0 = time.perf_counter()
             res = run_episodes(env_cfg, make, range(args.seed, args.seed + args.episodes), workers=args.workers,
                                total=args.episodes, desc=f"{task} {name}")

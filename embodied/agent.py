@@ -9,46 +9,13 @@ is ignored except by the oracle planner; `episode_summary()` is what the runner 
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from embodied.datasets.corpus import experience_budget, experience_regressed
 from embodied.planners import Plan, Planner
-
-# "Is it done?" checks run on one background thread while the simulator steps: MuJoCo and its software
-# renderer keep about one core busy, so on a small machine the check costs the loop nearly nothing. Every
-# agent in the process shares the thread, and every agent waits for the check in flight before it uses
-# torch itself, so model code never runs on two threads at once. The check runs on one torch thread
-# (two would fight the renderer for the cores); its scores match in-line ones to float rounding.
-_checks: ThreadPoolExecutor | None = None
-_in_flight: Future | None = None
-
-
-def _settle() -> None:
-    if _in_flight is not None:
-        _in_flight.result()
-
-
-def _one_thread(fn, *args):
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn(*args)
-    finally:
-        torch.set_num_threads(n)
-
-
-def _in_background(fn, *args) -> Future:
-    global _checks, _in_flight
-    if _checks is None:
-        _checks = ThreadPoolExecutor(1, thread_name_prefix="planner-checks")
-    _in_flight = _checks.submit(_one_thread, fn, *args)
-    return _in_flight
-
+from embodied.planners.background import settle
 
 @dataclass
 class AgentConfig:
@@ -61,7 +28,8 @@ class AgentConfig:
     subgoal_budget: int = 80  # steps before a sub-goal counts as failed (the last one: steps since it was judged done)
     max_replans: int = 2
     replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
-    # Checks run beside the next env step and their decision applies one step later; false: in line.
+    # Checks run beside the next env step (planners/background.py) and their decision applies one step later;
+    # false: in line.
     background_checks: bool = True
     # After "X is no longer done": the experience names the earliest step of the first plan the detector says is
     # undone (X, or one before it), and the new plan starts no later than that step (the planner alone re-grasped a
@@ -77,8 +45,8 @@ class EmbodiedAgent:
         self.reset()
 
     def reset(self) -> None:
-        _settle()
-        self._asked: tuple[list[str], int, Future] | None = None  # a check on its way, from the previous step
+        settle()
+        self._asked: tuple[list[str], int, object] | None = None  # a check on its way (.result()), from the last step
         self.frames: deque = deque(maxlen=(self.cfg.clip_len - 1) * self.cfg.clip_stride + 1)
         self.latest: dict = {}  # the newest frame of each camera the planner's success detector reads
         self.plan: Plan | None = None
@@ -131,7 +99,7 @@ class EmbodiedAgent:
         self.frames.append(obs["rgb"][cam] if isinstance(cam, str) else np.stack([obs["rgb"][c] for c in cam]))
         self.latest = {c: obs["rgb"][c] for c in self.planner.detector_cameras}  # what a success detector reads
         instruction = (info or {}).get("instruction", "")
-        _settle()
+        settle()
         if self._asked is not None:  # the answer to the check sent with the previous step
             (asked, t, answer), self._asked = self._asked, None
             self._decide(asked, answer.result(), instruction, info, t)
@@ -158,7 +126,7 @@ class EmbodiedAgent:
         # The current sub-goal, and the previous one to catch a regression (e.g. the object fell): one call.
         asked = [self.subgoal] + ([self.plan.subgoals[self.k - 1].text] if self.k > 0 else [])
         if self.cfg.background_checks:
-            self._asked = asked, self.t, _in_background(self.planner.are_done, self.clip(), asked, info, self.latest)
+            self._asked = asked, self.t, self.planner.are_done_later(self.clip(), asked, info, self.latest)
         else:
             self._decide(asked, self.planner.are_done(self.clip(), asked, info, self.latest), instruction, info)
 

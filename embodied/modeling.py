@@ -472,9 +472,13 @@ class EmbodiedGPT(nn.Module):
         return self.mapping.weight.device
 
     # -- the vision-language bridge ----------------------------------------------------------
-    def encode(self, video: torch.Tensor, text: Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Video (+ text for the E-former) -> (query features (B, Nq, De), visual tokens (B, Nv, Dv))."""
+    def encode(self, video: torch.Tensor, text: Sequence[str] | None = None,
+               rows: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Video (+ text for the E-former) -> (query features (B, Nq, De), visual tokens (B, Nv, Dv)).
+        `rows`: per text, the index of its clip in `video` (several questions per clip: the ViT runs once a clip)."""
         visual = self.vision(video)
+        if rows is not None:
+            visual = visual[torch.as_tensor(list(rows), device=visual.device)]
         if text is None:
             return self.eformer(visual), visual
         if visual.shape[0] == 1 and len(text) > 1:  # one clip, several questions: the ViT runs once
@@ -519,18 +523,18 @@ class EmbodiedGPT(nn.Module):
         lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
         return self.llm(inputs_embeds=emb, attention_mask=mask, labels=lab).loss
 
-    def _queries(self, video, prompts, eformer_text, blind: bool) -> torch.Tensor:
+    def _queries(self, video, prompts, eformer_text, blind: bool, rows=None) -> torch.Tensor:
         if blind:  # the text-only baseline: no visual tokens in the prompt at all
             return torch.zeros(len(prompts), 0, self.cfg.eformer.hidden_size, device=self.device)
-        return self.encode(video, eformer_text if eformer_text is not None else prompts)[0]
+        return self.encode(video, eformer_text if eformer_text is not None else prompts, rows)[0]
 
     def _prompt_batch(self, video, prompts, eformer_text, blind: bool, new_tokens: int = 0, starts=None,
-                      with_prefix: bool = True):
+                      with_prefix: bool = True, rows=None):
         """The prompts as left-padded embeddings (every prompt ends at the last position) for cached decoding:
         (llm to call, embeddings (B, N, D), attention mask, KV cache to start from or None). peft's own
         generate() hides `inputs_embeds` from transformers, so the base model is called: the adapters live
         inside its modules anyway, except prefix tuning's, which is a pre-filled KV cache."""
-        queries = self._queries(video, prompts, eformer_text, blind)
+        queries = self._queries(video, prompts, eformer_text, blind, rows)
         seqs, _ = self._sequences(queries, prompts, None, starts)
         n = max(len(s) for s in seqs)
         emb = torch.stack([F.pad(s, (0, 0, n - len(s), 0)) for s in seqs])
@@ -546,13 +550,14 @@ class EmbodiedGPT(nn.Module):
 
     @torch.no_grad()
     def choice_logprobs(self, video: torch.Tensor | None, prompts: Sequence[str], choices: Sequence[str],
-                        eformer_text: Sequence[str] | None = None, blind: bool = False) -> torch.Tensor:
+                        eformer_text: Sequence[str] | None = None, blind: bool = False,
+                        rows: Sequence[int] | None = None) -> torch.Tensor:
         """Summed log-probability of each of the same `choices` after each prompt, (B, C): yes/no
         questions and multiple choice by likelihood (EgoPlan's scoring). The video, the E-former and the
         prompt go through the model once per prompt; only the short answers run once per choice, on the
-        prompt's KV cache."""
+        prompt's KV cache. `rows`: per prompt, its clip in `video` (default: one clip per prompt, or one for all)."""
         tok = self.tokenizer
-        llm, ctx, mask, past = self._prompt_batch(video, prompts, eformer_text, blind)
+        llm, ctx, mask, past = self._prompt_batch(video, prompts, eformer_text, blind, rows=rows)
         b, c, n = ctx.shape[0], len(choices), ctx.shape[1]
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = llm(inputs_embeds=ctx, attention_mask=mask, position_ids=pos[:, -n:], cache=past,
@@ -602,17 +607,26 @@ class EmbodiedGPT(nn.Module):
         starts = answer_start or [""] * len(prompts)
         return [(s + t).strip() for s, t in zip(starts, tok.batch_decode(out, skip_special_tokens=True))]
 
-    def plan(self, video: torch.Tensor, instruction: str, max_new_tokens: int = 128, experience: str = "",
-             blind: bool = False) -> str:
-        """One clip (T, H, W, 3) or (1, T, H, W, 3) (several cameras: (V, T, H, W, 3)) and the instruction (and, when re-planning, what went
-        wrong) -> plan text in EgoCOT's schema, opening with the instruction."""
+    def plan(self, video: torch.Tensor, instruction: str | Sequence[str], max_new_tokens: int = 128,
+             experience: str | Sequence[str] = "", blind: bool = False) -> str | list[str]:
+        """One clip (T, H, W, 3) or (1, T, H, W, 3) (several cameras: (V, T, H, W, 3)) and the instruction (and,
+        when re-planning, what went wrong) -> plan text in EgoCOT's schema, opening with the instruction.
+        A batch of clips (B, ...) with a list of B instructions (and experiences) -> B plans, in one generation."""
         from embodied.datasets.egocot import plan_start
 
         video = torch.as_tensor(video)
-        one = video.dim() == 4 or video.dim() == 5 and self.cfg.vision.views > 1  # no batch dimension yet
-        return self.generate(video[None] if one else video, [plan_prompt(instruction, experience)],
-                             max_new_tokens, eformer_text=[instruction], blind=blind,
-                             answer_start=[plan_start(instruction)] if instruction else None)[0]
+        one = isinstance(instruction, str)
+        instructions = [instruction] if one else list(instruction)
+        experiences = [experience] * len(instructions) if isinstance(experience, str) else list(experience)
+        if video.dim() == 4 or video.dim() == 5 and self.cfg.vision.views > 1:  # no batch dimension yet
+            video = video[None]
+        if not (len(video) == len(instructions) == len(experiences)):
+            raise ValueError(f"plan: {len(video)} clips, {len(instructions)} instructions, {len(experiences)} "
+                             "experiences; expected one of each per plan")
+        texts = self.generate(video, [plan_prompt(i, e) for i, e in zip(instructions, experiences)],
+                              max_new_tokens, eformer_text=instructions, blind=blind,
+                              answer_start=[plan_start(i) if i else "" for i in instructions])
+        return texts[0] if one else texts
 
     # -- parameters and checkpoints ----------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

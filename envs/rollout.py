@@ -6,6 +6,7 @@ so an interrupted evaluation resumes where it stopped.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
 
@@ -141,6 +142,7 @@ def run_episodes(
     total: int | None = None,
     asynchronous: bool | None = None,
     desc: str = "rollout",
+    together: Callable[[list[Callable[[], np.ndarray]]], list[np.ndarray]] | None = None,
 ) -> list[dict]:
     """Run one episode per seed with a fresh policy state, `workers` envs at a time.
 
@@ -149,6 +151,8 @@ def run_episodes(
     `video_camera`: a camera, or several shown side by side; `video_seeds`: the seeds that get an mp4
     (default: all). Each result holds `subgoal_trace`, the simulator's [t, sub-goal index, success] at every
     step where one of them changed, so a planner's progress can be scored against it afterwards.
+    `together(steps)`: runs the policies' steps of one env step (each a call returning its action) and returns
+    their actions, e.g. `PlanBatcher.run`, which answers agents' planner calls in batches; default: one by one.
     Returns the results of this run and of earlier runs recorded in `jsonl`.
     """
     from embodied.datasets.video import write_video
@@ -187,11 +191,11 @@ def run_episodes(
     t0 = time.time()
     try:
         while any(c is not None for c in cur):
-            actions = np.stack([
-                _act(policies[i], slot(obs, i), infos[i], traj[i]) if cur[i] is not None
-                else np.zeros(envs.single_action_space.shape, np.float32)
-                for i in range(n)
-            ])
+            active = [i for i in range(n) if cur[i] is not None]
+            steps = [partial(_act, policies[i], slot(obs, i), infos[i], traj[i]) for i in active]
+            actions = np.zeros((n, *envs.single_action_space.shape), np.float32)
+            for i, a in zip(active, together(steps) if together is not None else [step() for step in steps]):
+                actions[i] = a
             try:
                 obs, reward, term, trunc, info = envs.step(actions)
             except Exception as e:  # noqa: BLE001 -- a worker process died (a hard simulator crash)

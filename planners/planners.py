@@ -5,6 +5,9 @@
     is_done(video, subgoal, info=None, frames=None) -> bool         # success detection from the execution video
     are_done(video, subgoals, info=None, frames=None) -> list[bool]  # several sub-goals judged at once
 
+An EmbodiedGPT planner also answers several agents' calls at once (`replan_batch`, `are_done_batch`): what
+`PlanBatcher` (planners/batching.py) uses when several closed loops share one planner.
+
 `video` is the latest egocentric clip (T, H, W, 3) uint8, or (V, T, H, W, 3) for a planner that watches V
 cameras; `frames` the newest frame of every camera the env renders ({camera: (H, W, 3)}), which a success
 detector reads (planners/success_detector.py). `info` is the env's info dict; only the oracle reads it.
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from embodied.errors import EmbodiedError
+from embodied.planners.background import in_background
 from embodied.planners.done_head import DoneHead, clip_feature
 from embodied.planners.plan import Plan, parse_plan
 from embodied.planners.success_detector import SuccessDetector, load_detector
@@ -45,6 +49,10 @@ class Planner:
 
     def are_done(self, video, subgoals: list[str], info: dict | None = None, frames: dict | None = None) -> list[bool]:
         return [self.is_done(video, s, info, frames) for s in subgoals]
+
+    def are_done_later(self, video, subgoals: list[str], info: dict | None = None, frames: dict | None = None):
+        """`are_done` on the background thread, beside the next env step: its answer is `.result()`."""
+        return in_background(self.are_done, video, subgoals, info, frames)
 
 
 class OraclePlanner(Planner):
@@ -97,7 +105,8 @@ class EmbodiedGPTPlanner(Planner):
         self.model = model.eval()
         self.done_head = DoneHead() if self.blind or done_head is None else done_head  # blind: no pixels to probe
         self.detector = None if self.blind else detector
-        self.model.vision.enable_slot_cache()  # consecutive checks share all but the newest slots of their clips
+        # Consecutive checks share all but the newest slots of their clips: room for 16 agents' (4 slots a clip).
+        self.model.vision.enable_slot_cache(128)
         self.max_new_tokens = max_new_tokens
 
     @classmethod
@@ -128,7 +137,13 @@ class EmbodiedGPTPlanner(Planner):
         return self.replan(video, instruction, "", info)
 
     def replan(self, video, instruction, experience, info=None):
-        return parse_plan(self.model.plan(self._video(video), instruction, self.max_new_tokens, experience, self.blind))
+        return self.replan_batch([video], [instruction], [experience])[0]
+
+    def replan_batch(self, videos: list, instructions: list[str], experiences: list[str]) -> list[Plan]:
+        """Several clips' plans in one generation (one per clip; an empty experience: a first plan)."""
+        v = torch.cat([self._video(x) for x in videos])
+        texts = self.model.plan(v, instructions, self.max_new_tokens, experiences, self.blind)
+        return [parse_plan(t) for t in texts]
 
     @property
     def detector_cameras(self) -> list[str]:
@@ -138,23 +153,38 @@ class EmbodiedGPTPlanner(Planner):
         return self.are_done(video, [subgoal], info, frames)[0]
 
     def are_done(self, video, subgoals, info=None, frames=None):
-        """All questions in one batch: the clip is encoded once, 'yes' and 'no' share each question's cache.
-        The success detector decides the kinds it knows (given the newest frames), then the head's probes."""
+        return self.are_done_batch([video], [subgoals], [frames])[0]
+
+    def are_done_batch(self, videos: list, subgoals: list[list[str]], frames: list[dict | None]) -> list[list[bool]]:
+        """Every clip's questions in one batch per judge: the success detector decides the kinds it knows (from
+        each clip's newest frames), then the head's probes (on each clip's grey ViT features), then the LLM's
+        yes/no likelihoods (each clip encoded once; 'yes' and 'no' share each question's cache)."""
         from embodied.datasets.corpus import done_question
 
-        v = self._video(video)
-        head = [None] * len(subgoals)
-        if self.detector is not None and frames is not None and self.detector.answers(subgoals):
-            head = self.detector.judge(frames, subgoals)
-        rest = [s for s, h in zip(subgoals, head) if h is None]
-        if self.done_head.answers(rest):  # the grey clip's ViT pass only where a probe will read it
-            probe = iter(self.done_head.logits(clip_feature(self.model, v)[0], rest))
-            head = [h if h is not None else next(probe) for h in head]
-        ask = [s for s, h in zip(subgoals, head) if h is None]
-        qs = [done_question(s) for s in ask]
-        lm = iter(self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind).tolist()
-                  if qs else [])
-        return [bool(h > 0) if h is not None else (lambda a, b: a > b)(*next(lm)) for h in head]
+        rows = [(i, s) for i, qs in enumerate(subgoals) for s in qs]  # every question, with its clip
+        head: list = [None] * len(rows)
+        det = [i for i in range(len(videos)) if self.detector is not None and frames[i] is not None
+               and self.detector.answers(subgoals[i])]
+        if det:
+            judged = iter(self.detector.judge_batch([frames[i] for i in det], [subgoals[i] for i in det]))
+            by_clip = {i: next(judged) for i in det}
+            head = [by_clip[i][subgoals[i].index(s)] if i in by_clip else None for i, s in rows]
+        probe = sorted({i for (i, s), h in zip(rows, head) if h is None and self.done_head.answers([s])})
+        if probe:  # the grey clips' ViT pass only where a probe will read them
+            feats = dict(zip(probe, clip_feature(self.model, torch.cat([self._video(videos[i]) for i in probe]))))
+            head = [self.done_head.logits(feats[i], [s])[0] if h is None and i in feats else h
+                    for (i, s), h in zip(rows, head)]
+        ask = [(i, s) for (i, s), h in zip(rows, head) if h is None]
+        if ask:
+            clips = sorted({i for i, _ in ask})
+            v = torch.cat([self._video(videos[i]) for i in clips])
+            qs = [done_question(s) for _, s in ask]
+            lm = self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind,
+                                            rows=[clips.index(i) for i, _ in ask]).tolist()
+            lm = iter(lm)
+            head = [h if h is not None else (lambda a, b: a - b)(*next(lm)) for h in head]
+        answers = iter(bool(h > 0) for h in head)
+        return [[next(answers) for _ in qs] for qs in subgoals]
 
 
 class BlindPlanner(EmbodiedGPTPlanner):

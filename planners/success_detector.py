@@ -83,15 +83,23 @@ class SuccessDetector(nn.Module):
     def answers(self, subgoals: Sequence[str]) -> bool:
         return any(kind(s) in self.cfg.kinds for s in subgoals)
 
-    @torch.no_grad()
     def judge(self, frames: dict[str, np.ndarray], subgoals: Sequence[str]) -> list[float | None]:
         """Per sub-goal, its logit minus its kind's threshold (> 0: done), None for a kind it does not know."""
-        missing = [c for c in self.cfg.cameras if c not in frames]
-        if missing:
-            raise EmbodiedError(f"success detector: no frame of camera(s) {missing}; it reads {self.cfg.cameras}")
-        logits = self({c: torch.as_tensor(np.asarray(frames[c]))[None] for c in self.cfg.cameras})[0]
-        margin = {k: float(logits[j]) - t for j, (k, t) in enumerate(zip(self.cfg.kinds, self.cfg.thresholds))}
-        return [margin.get(kind(s)) for s in subgoals]
+        return self.judge_batch([frames], [subgoals])[0]
+
+    @torch.no_grad()
+    def judge_batch(self, frames: Sequence[dict[str, np.ndarray]], subgoals: Sequence[Sequence[str]]) -> list[list]:
+        """`judge` for several scenes at once (one forward pass): per scene, its sub-goals' margins."""
+        for f in frames:
+            missing = [c for c in self.cfg.cameras if c not in f]
+            if missing:
+                raise EmbodiedError(f"success detector: no frame of camera(s) {missing}; it reads {self.cfg.cameras}")
+        logits = self({c: torch.as_tensor(np.stack([np.asarray(f[c]) for f in frames])) for c in self.cfg.cameras})
+        out = []
+        for row, qs in zip(logits.tolist(), subgoals):
+            margin = {k: x - t for k, x, t in zip(self.cfg.kinds, row, self.cfg.thresholds)}
+            out.append([margin.get(kind(s)) for s in qs])
+        return out
 
     def save_pretrained(self, path: str | Path) -> Path:
         with atomic_dir(path) as tmp:

@@ -109,8 +109,9 @@ def test_the_loop_asks_the_detector_with_the_newest_frames(state_demos, tmp_path
     p.detector = SuccessDetector(SuccessDetectorConfig(cameras=["agentview", "robot0_eye_in_hand"],
                                                        kinds=["reach the cube"], thresholds=[-1e9], image_size=32))
     seen = []
-    judge = p.detector.judge
-    p.detector.judge = lambda frames, subgoals: seen.append({c: f.copy() for c, f in frames.items()}) or judge(frames, subgoals)
+    judge = p.detector.judge_batch
+    p.detector.judge_batch = lambda frames, subgoals: seen.extend(
+        {c: f.copy() for c, f in scene.items()} for scene in frames) or judge(frames, subgoals)
     env = make_env({"backend": "robosuite", "task": "Lift", "cameras": ["agentview", "robot0_eye_in_hand"],
                     "height": 64, "width": 64, "variety": True})
     try:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from embodied.errors import EmbodiedError
 
 KINDS = ("egpt", "blind", "oracle")
-RESUMABLE = ("n", "workers", "video_episodes", "plots", "out")
+RESUMABLE = ("n", "workers", "video_episodes", "plots", "out", "planner.batch")
 
 
 def planner_specs(cfg: DictConfig) -> list[tuple[str, str, str | None]]:
@@ -79,10 +79,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         for name, kind, path in specs:
             sub = out / cond / name
             cell_cfg = OmegaConf.create({"policy": OmegaConf.to_container(cfg.policy, resolve=True),
-                                         "planner": {"type": kind, "path": path},
+                                         "planner": {"type": kind, "path": path, "batch": cfg.planner.get("batch")},
                                          "agent": OmegaConf.to_container(cfg.agent, resolve=True),
                                          "video": True, "video_camera": None})
-            make, _ = make_agent_factory(cell_cfg, env_cfg, policy_path)
+            make, _, together = make_agent_factory(cell_cfg, env_cfg, policy_path)
             cams = video_cameras(cell_cfg, env_cfg)
 
             def on_episode(res: dict, _traj, name=name, cond=cond) -> None:
@@ -95,7 +95,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             results = run_episodes(env_cfg, make, seeds=seeds, workers=workers, jsonl=sub / "episodes.jsonl",
                                    video_dir=sub / "videos" if cams else None, video_camera=cams,
                                    video_seeds=set(seeds[: int(cfg.video_episodes)]), on_episode=on_episode,
-                                   total=n, desc=f"eval-loop {env_cfg['task']} {cond} {name}")
+                                   total=n, desc=f"eval-loop {env_cfg['task']} {cond} {name}", together=together)
             results = [r for r in results if r["seed"] in seeds]
             cell = {"condition": cond, "planner": name, "checkpoint": path, **_with_intervals(
                 aggregate([score_episode(r) for r in results]), wilson)}

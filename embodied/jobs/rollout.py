@@ -116,10 +116,12 @@ def _detector_fits(planner, env_cfg: dict) -> None:
 
 
 def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
-    """() -> what the runner drives: the expert or learned policy, wrapped in the agent loop when a
-    planner is configured."""
+    """(make, policy, together): make() builds what the runner drives (the expert or learned policy, wrapped in
+    the agent loop when a planner is configured); `together` is run_episodes' way of stepping the agents when
+    they share one planner in batches (planner.batch=true: planners/batching.py), else None."""
     from embodied.agent import AgentConfig, EmbodiedAgent
     from embodied.planners import make_planner
+    from embodied.planners.batching import PlanBatcher
     from embodied.policies import load_policy
     from embodied.policies.base import ensemble_weight
 
@@ -129,10 +131,13 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
         check_policy_fits(policy, env_cfg)
         if cfg.policy.get("ensemble") is not None:
             policy.cfg.ensemble = ensemble_weight(cfg.policy.ensemble)
-    planner = None
+    planner, together = None, None
     if cfg.planner.type != "none":
         planner = make_planner(cfg.planner.type, cfg.planner.path, compile=bool(cfg.planner.get("compile")))
         _detector_fits(planner, env_cfg)
+        if cfg.planner.get("batch") and hasattr(planner, "replan_batch"):  # the oracle keeps state per agent
+            planner = PlanBatcher(planner)
+            together = planner.run
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
     agent_cfg.camera = planner_camera(agent_cfg.camera, planner, env_cfg)
 
@@ -144,7 +149,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
                                                                         noise=float(cfg.policy.noise), kind=kind)
         return EmbodiedAgent(planner, inner, agent_cfg) if planner is not None else inner
 
-    return make, policy
+    return make, policy, together
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
@@ -156,7 +161,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     camera = video_cameras(cfg, env_cfg)
     # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
     if out.exists() and any(out.rglob("episodes.jsonl")):
-        check_continuation(cfg, out, ("n", "workers", "video", "video_camera", "out"))
+        check_continuation(cfg, out, ("n", "workers", "video", "video_camera", "out", "planner.batch"))
     save_config(cfg, out)
     n, seed = int(cfg.n), int(cfg.seed)
     rows = []
@@ -166,7 +171,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             name = f"{name}_{j}"
         sub = out / name if len(paths) > 1 else out
         sub.mkdir(parents=True, exist_ok=True)
-        make, policy = make_agent_factory(cfg, env_cfg, path)
+        make, policy, together = make_agent_factory(cfg, env_cfg, path)
 
         def report(res: dict, _traj) -> None:
             line = (f"episode seed={res['seed']} success={res['success']} steps={res['steps']} "
@@ -184,7 +189,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
         results = run_episodes(env_cfg, make, seeds=range(seed, seed + n), workers=int(cfg.workers),
                                jsonl=sub / "episodes.jsonl", video_dir=(sub / "videos") if cfg.video else None,
-                               video_camera=camera, on_episode=report, total=n, desc=f"rollout {env_cfg['task']} {name}")
+                               video_camera=camera, on_episode=report, total=n, desc=f"rollout {env_cfg['task']} {name}",
+                               together=together)
         results = [r for r in results if seed <= r["seed"] < seed + n]
         k = sum(r["success"] for r in results)
         lo, hi = wilson(k, len(results))
