@@ -136,6 +136,11 @@ CASES = [
     # eval-loop
     (["eval-loop", "planners=[gpt]", "out={out}/l"], "gpt"),
     (["eval-loop", "conditions=[explode]", "out={out}/l"], "explode"),
+    # shards and launchers (embodied/launch.py)
+    (["rollout", *NO_LOOP, "shards=0", "out={out}/s"], "shards=0: expected a number of shards >= 1"),
+    (["eval-loop", "planners=[oracle]", "shards=-2", "out={out}/s"], "shards=-2: expected a number of shards >= 1"),
+    (["rollout", *NO_LOOP, "launcher=slurm", "shards=2", "out={out}/s"], "launcher=slurm: no SLURM here"),
+    (["rollout", *NO_LOOP, "launcher=kubernetes", "out={out}/s"], "Could not find 'launcher/kubernetes'"),
 ]
 
 

@@ -147,6 +147,13 @@ def test_simqa_and_eval_plan(lift_demos, tmp_path):
     assert m["next"]["accuracy_likelihood"] == 1.0 and m["done"]["accuracy_likelihood"] == 1.0
     assert m["plan"]["bleu4"] == pytest.approx(1.0) and m["plan"]["subgoal_accuracy"] == 1.0
     assert (tmp_path / "o" / "results.md").exists()
+    # three shards (embodied/launch.py): the same predictions, merged into one file, the same scores
+    r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", "shards=3",
+                f"out={tmp_path / 'o3'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    preds = [{json.dumps(json.loads(l), sort_keys=True) for l in open(tmp_path / d / "predictions.jsonl")} for d in ("o", "o3")]
+    assert preds[0] == preds[1] and not list((tmp_path / "o3").glob("predictions.shard*"))
+    assert json.loads((tmp_path / "o3" / "summary.json").read_text())["metrics"] == m
     n = len(open(tmp_path / "o" / "predictions.jsonl").readlines())
     r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}")
     assert len(open(tmp_path / "o" / "predictions.jsonl").readlines()) == n  # a rerun skips finished samples

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from embodied import launch
 from embodied.errors import EmbodiedError
 
 KINDS = ("egpt", "blind", "oracle")
-RESUMABLE = ("n", "workers", "video_episodes", "plots", "out", "planner.batch")
+RESUMABLE = ("n", "workers", "video_episodes", "plots", "out", "planner.batch", "shards", "launcher")
 
 
 def planner_specs(cfg: DictConfig) -> list[tuple[str, str, str | None]]:
@@ -52,12 +53,12 @@ def conditions(cfg: DictConfig) -> list[tuple[str, dict | None]]:
     return [(c, None if c == "none" else lib[c]) for c in names]
 
 
-def run(cfg: DictConfig, default_dir: Path) -> dict:
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
+    """The whole job; with `shard`, only that shard's episodes of every cell (embodied/launch.py), no summary."""
     from embodied.cli import check_continuation, save_config
-    from embodied.envs.rollout import run_episodes
-    from embodied.io import write_json
-    from embodied.jobs.rollout import make_agent_factory, video_cameras, wilson
-    from embodied.loop_metrics import aggregate, plot_episode, score_episode
+    from embodied.io import read_jsonl, write_json
+    from embodied.jobs.rollout import wilson
+    from embodied.loop_metrics import aggregate, score_episode
 
     n, seed, workers = int(cfg.n), int(cfg.seed), int(cfg.workers)
     if n < 1 or workers < 1:
@@ -65,37 +66,35 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     specs, conds = planner_specs(cfg), conditions(cfg)
     if cfg.policy.type not in ("expert", "learned"):
         raise EmbodiedError(f"policy.type: unknown '{cfg.policy.type}'; expected expert or learned")
-    policy_path = cfg.policy.path if cfg.policy.type == "learned" else None
-    if cfg.policy.type == "learned" and not isinstance(policy_path, str):
+    if cfg.policy.type == "learned" and not isinstance(cfg.policy.path, str):
         raise EmbodiedError("policy.type=learned needs one policy directory: policy.path=DIR")
     out = Path(cfg.out) if cfg.out else default_dir
-    if out.exists() and any(out.rglob("episodes.jsonl")):
-        check_continuation(cfg, out, RESUMABLE)
-    save_config(cfg, out)
     seeds = range(seed, seed + n)
+    cell_dirs = [out / cond / name for cond, _ in conds for name, _, _ in specs]
+    if shard is None:
+        launch.check(cfg)
+        if out.exists() and any(out.rglob("episodes*.jsonl")):
+            check_continuation(cfg, out, RESUMABLE)
+        save_config(cfg, out)
+        if launch.sharded(cfg):
+            for sub in cell_dirs:  # shard files an interrupted run left: folded in, so no shard runs them again
+                launch.merge(sub / "episodes.jsonl", _seed)
+            launch.launch(__name__, cfg, out)
+            for sub in cell_dirs:
+                launch.merge(sub / "episodes.jsonl", _seed)
     cells = []
     for cond, perturbation in conds:
         env_cfg = {**OmegaConf.to_container(cfg.env, resolve=True), "perturbation": perturbation}
         for name, kind, path in specs:
             sub = out / cond / name
-            cell_cfg = OmegaConf.create({"policy": OmegaConf.to_container(cfg.policy, resolve=True),
-                                         "planner": {"type": kind, "path": path, "batch": cfg.planner.get("batch")},
-                                         "agent": OmegaConf.to_container(cfg.agent, resolve=True),
-                                         "video": True, "video_camera": None})
-            make, _, together = make_agent_factory(cell_cfg, env_cfg, policy_path)
-            cams = video_cameras(cell_cfg, env_cfg)
-
-            def on_episode(res: dict, _traj, name=name, cond=cond) -> None:
-                if cfg.plots:
-                    verdict = "success" if res["success"] else "failure"
-                    plot_episode(res, sub / "plots" / f"seed{res['seed']:06d}.png",
-                                 f"{env_cfg['task']} seed {res['seed']}, {cond}, planner {name}: {verdict}, "
-                                 f"{res.get('replans', 0)} re-plans")
-
-            results = run_episodes(env_cfg, make, seeds=seeds, workers=workers, jsonl=sub / "episodes.jsonl",
-                                   video_dir=sub / "videos" if cams else None, video_camera=cams,
-                                   video_seeds=set(seeds[: int(cfg.video_episodes)]), on_episode=on_episode,
-                                   total=n, desc=f"eval-loop {env_cfg['task']} {cond} {name}", together=together)
+            jsonl, mine = sub / "episodes.jsonl", list(seeds)
+            if shard is not None:
+                mine, jsonl = launch.todo(mine, shard, jsonl, _seed), shard.path(jsonl)
+            results = read_jsonl(jsonl, repair=True)
+            if not set(mine) <= {r["seed"] for r in results}:
+                results = _run_cell(cfg, env_cfg, sub, name, kind, path, cond, mine, jsonl, seeds)
+            if shard is not None:
+                continue
             results = [r for r in results if r["seed"] in seeds]
             cell = {"condition": cond, "planner": name, "checkpoint": path, **_with_intervals(
                 aggregate([score_episode(r) for r in results]), wilson)}
@@ -103,11 +102,45 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             print(json.dumps({k: cell[k] for k in ("condition", "planner", "success_rate", "first_plan_exact_rate",
                                                     "done", "spurious_rate", "replan_first_step_rate")}), flush=True)
             cells.append(cell)
+    if shard is not None:
+        return None
     summary = {"task": cfg.env.task, "seeds": [seed, seed + n - 1], "controller": _controller(cfg, env_cfg),
                "cells": cells, "out": str(out)}
     write_json(out / "summary.json", summary)
     _table(summary, out / "results.md")
     return summary
+
+
+def _seed(record: dict) -> int:
+    return record["seed"]  # an episode's key within its cell
+
+
+def _run_cell(cfg: DictConfig, env_cfg: dict, sub: Path, name: str, kind: str, path: str | None, cond: str,
+              seeds: list[int], jsonl: Path, all_seeds: range) -> list[dict]:
+    """One planner under one condition on `seeds`, each finished episode appended to `jsonl`."""
+    from embodied.envs.rollout import run_episodes
+    from embodied.jobs.rollout import make_agent_factory, video_cameras
+    from embodied.loop_metrics import plot_episode
+
+    policy_path = cfg.policy.path if cfg.policy.type == "learned" else None
+    cell_cfg = OmegaConf.create({"policy": OmegaConf.to_container(cfg.policy, resolve=True),
+                                 "planner": {"type": kind, "path": path, "batch": cfg.planner.get("batch")},
+                                 "agent": OmegaConf.to_container(cfg.agent, resolve=True),
+                                 "video": True, "video_camera": None})
+    make, _, together = make_agent_factory(cell_cfg, env_cfg, policy_path)
+    cams = video_cameras(cell_cfg, env_cfg)
+
+    def on_episode(res: dict, _traj) -> None:
+        if cfg.plots:
+            verdict = "success" if res["success"] else "failure"
+            plot_episode(res, sub / "plots" / f"seed{res['seed']:06d}.png",
+                         f"{env_cfg['task']} seed {res['seed']}, {cond}, planner {name}: {verdict}, "
+                         f"{res.get('replans', 0)} re-plans")
+
+    return run_episodes(env_cfg, make, seeds=seeds, workers=int(cfg.workers), jsonl=jsonl,
+                        video_dir=sub / "videos" if cams else None, video_camera=cams,
+                        video_seeds=set(all_seeds[: int(cfg.video_episodes)]), on_episode=on_episode,
+                        total=len(seeds), desc=f"eval-loop {env_cfg['task']} {cond} {name}", together=together)
 
 
 def _controller(cfg: DictConfig, env_cfg: dict) -> str:

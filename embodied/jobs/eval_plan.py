@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from embodied import launch
 from embodied.datasets.egocot import plan_start
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, atomic_path, read_jsonl, write_json
@@ -127,7 +128,8 @@ def score(records: list[dict]) -> dict:
     return out
 
 
-def run(cfg: DictConfig, default_dir: Path) -> dict:
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
+    """The whole job; with `shard`, only that shard's samples (embodied/launch.py), no summary."""
     from embodied.cli import check_continuation, save_config
     from embodied.datasets.qa import SkipSample, load_planning_qa
 
@@ -140,25 +142,37 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if cfg.limit:
         samples = samples[: int(cfg.limit)]
     pred_file = out / "predictions.jsonl"
-    if pred_file.exists():  # a rerun continues it
-        check_continuation(cfg, out, ("limit", "out"))
-    save_config(cfg, out)
-    ans = _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
-    done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)} if pred_file.exists() else {}
+    if shard is None:
+        launch.check(cfg)
+        if out.exists() and any(out.glob("predictions*.jsonl")):  # a rerun continues it
+            check_continuation(cfg, out, ("limit", "out", "shards", "launcher"))
+        save_config(cfg, out)
+        if launch.sharded(cfg):
+            launch.merge(pred_file, _id)  # what an interrupted run's shards finished
+            launch.launch(__name__, cfg, out)
+            launch.merge(pred_file, _id)
+    mine = samples
+    if shard is not None:
+        ids = set(launch.todo([s["id"] for s in samples], shard, pred_file, _id))
+        mine, pred_file = [s for s in samples if s["id"] in ids], shard.path(pred_file)
+    done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)}
+    pending = [s for s in mine if s["id"] not in done]
+    ans = None  # loaded at the first sample to answer: not by a parent whose shards answered them all
     skipped = []
     torch.set_grad_enabled(False)
-    for s in tqdm(samples, desc=f"eval-plan {cfg.planner.type}"):
-        if s["id"] in done:
-            continue
+    for s in tqdm(pending, desc=f"eval-plan {cfg.planner.type}"):
         try:
             frames = s["frames"]()
         except SkipSample as e:
             print(f"warning: sample {s['id']}: {e}; skipped", flush=True)
             skipped.append({"id": s["id"], "reason": str(e)})
             continue
+        ans = ans or _Answerer(cfg.planner.type, cfg.planner.path, int(cfg.max_new_tokens))
         rec = evaluate_sample(ans, s, frames)
         append_jsonl(pred_file, rec)
         done[rec["id"]] = rec
+    if shard is not None:
+        return None
     ids = {s["id"] for s in samples}
     records = [r for i, r in done.items() if i in ids]
     summary = {"dataset": str(d.path), "type": d.type, "planner": cfg.planner.type, "planner_path": cfg.planner.path,
@@ -168,6 +182,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     _table(summary, out / "results.md")
     print(json.dumps(summary))
     return summary
+
+
+def _id(record: dict) -> str:
+    return record["id"]  # a sample's key
 
 
 HEADLINE = ("plan_exact_match", "colour_correct")  # what the closed loop needs of a plan, in bold

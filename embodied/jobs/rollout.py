@@ -11,10 +11,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from embodied import launch
 from embodied.envs.rollout import run_episodes
 from embodied.errors import EmbodiedError
-from embodied.io import atomic_path, write_json
-from embodied.policies import make_expert
+from embodied.io import atomic_path, read_jsonl, write_json
+from embodied.policies import load_policy, make_expert
+
+
+RESUMABLE = ("n", "workers", "video", "video_camera", "out", "planner.batch", "shards", "launcher")
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -152,25 +156,43 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     return make, policy, together
 
 
-def run(cfg: DictConfig, default_dir: Path) -> dict:
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
+    """The whole job; with `shard`, only that shard's episodes of every policy (embodied/launch.py), no summary."""
     from embodied.cli import check_continuation, save_config
 
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir
     paths = _policy_paths(cfg)
     camera = video_cameras(cfg, env_cfg)
-    # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
-    if out.exists() and any(out.rglob("episodes.jsonl")):
-        check_continuation(cfg, out, ("n", "workers", "video", "video_camera", "out", "planner.batch"))
-    save_config(cfg, out)
-    n, seed = int(cfg.n), int(cfg.seed)
-    rows = []
+    names = []
     for j, path in enumerate(paths):
         name = _name(path) if path else "expert"
-        if any(_name(p) == name for p in paths[:j]):
-            name = f"{name}_{j}"
-        sub = out / name if len(paths) > 1 else out
+        names.append(f"{name}_{j}" if any(_name(p) == name for p in paths[:j]) else name)
+    subs = [out / name if len(paths) > 1 else out for name in names]
+    n, seed = int(cfg.n), int(cfg.seed)
+    if shard is None:
+        launch.check(cfg)
+        # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
+        if out.exists() and any(out.rglob("episodes*.jsonl")):
+            check_continuation(cfg, out, RESUMABLE)
+        save_config(cfg, out)
+        if launch.sharded(cfg):
+            for sub in subs:  # shard files an interrupted run left: folded in, so no shard runs them again
+                launch.merge(sub / "episodes.jsonl", _seed)
+            launch.launch(__name__, cfg, out)
+            for sub in subs:
+                launch.merge(sub / "episodes.jsonl", _seed)
+    rows = []
+    for path, name, sub in zip(paths, names, subs):
         sub.mkdir(parents=True, exist_ok=True)
+        jsonl, mine = sub / "episodes.jsonl", list(range(seed, seed + n))
+        if shard is not None:
+            mine, jsonl = launch.todo(mine, shard, jsonl, _seed), shard.path(jsonl)
+        if set(mine) <= {r["seed"] for r in read_jsonl(jsonl, repair=True)}:  # all there (the shards ran them)
+            if shard is None:
+                rows.append(_row(cfg, env_cfg, path, name, sub, load_policy(path) if path else None,
+                                 read_jsonl(jsonl)))
+            continue
         make, policy, together = make_agent_factory(cfg, env_cfg, path)
 
         def report(res: dict, _traj) -> None:
@@ -187,23 +209,15 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                 line += f" video={res['video']}"
             print(line, flush=True)
 
-        results = run_episodes(env_cfg, make, seeds=range(seed, seed + n), workers=int(cfg.workers),
-                               jsonl=sub / "episodes.jsonl", video_dir=(sub / "videos") if cfg.video else None,
-                               video_camera=camera, on_episode=report, total=n, desc=f"rollout {env_cfg['task']} {name}",
-                               together=together)
-        results = [r for r in results if seed <= r["seed"] < seed + n]
-        k = sum(r["success"] for r in results)
-        lo, hi = wilson(k, len(results))
-        row = {"task": env_cfg["task"], "policy": name if path else "expert", "planner": cfg.planner.type,
-               "policy_type": policy.cfg.type if policy else "expert",
-               "n_demos": (policy.cfg.train_info or {}).get("n_demos") if policy else None,
-               "episodes": len(results), "successes": k, "success_rate": k / max(len(results), 1),
-               "wilson95": [round(lo, 4), round(hi, 4)],
-               "errors": sum(1 for r in results if r.get("error")),
-               "flagged_nonfinite": sum(1 for r in results if r.get("nonfinite_actions")),
-               "replans": sum(r.get("replans", 0) for r in results), "out": str(sub)}
-        write_json(sub / "summary.json", row)
-        rows.append(row)
+        results = run_episodes(env_cfg, make, seeds=mine, workers=int(cfg.workers),
+                               jsonl=jsonl, video_dir=(sub / "videos") if cfg.video else None,
+                               video_camera=camera, on_episode=report, total=len(mine),
+                               desc=f"rollout {env_cfg['task']} {name}", together=together)
+        if shard is not None:
+            continue
+        rows.append(_row(cfg, env_cfg, path, name, sub, policy, results))
+    if shard is not None:
+        return None
     summary = rows[0] if len(rows) == 1 else {"policies": rows, "out": str(out)}
     if len(rows) > 1:
         write_json(out / "summary.json", summary)
@@ -211,6 +225,28 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     _table(rows, out / "results.md")
     print(json.dumps(summary))
     return summary
+
+
+def _row(cfg: DictConfig, env_cfg: dict, path: str | None, name: str, sub: Path, policy, results: list[dict]) -> dict:
+    """One policy's summary (written to its folder's summary.json)."""
+    n, seed = int(cfg.n), int(cfg.seed)
+    results = [r for r in results if seed <= r["seed"] < seed + n]
+    k = sum(r["success"] for r in results)
+    lo, hi = wilson(k, len(results))
+    row = {"task": env_cfg["task"], "policy": name if path else "expert", "planner": cfg.planner.type,
+           "policy_type": policy.cfg.type if policy else "expert",
+           "n_demos": (policy.cfg.train_info or {}).get("n_demos") if policy else None,
+           "episodes": len(results), "successes": k, "success_rate": k / max(len(results), 1),
+           "wilson95": [round(lo, 4), round(hi, 4)],
+           "errors": sum(1 for r in results if r.get("error")),
+           "flagged_nonfinite": sum(1 for r in results if r.get("nonfinite_actions")),
+           "replans": sum(r.get("replans", 0) for r in results), "out": str(sub)}
+    write_json(sub / "summary.json", row)
+    return row
+
+
+def _seed(record: dict) -> int:
+    return record["seed"]  # an episode's key within its policy's folder
 
 
 def _name(path: str) -> str:
