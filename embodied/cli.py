@@ -27,6 +27,7 @@ JOBS = {
     "pipeline": "embodied.jobs.pipeline",
     "ship": "embodied.jobs.ship",
     "model-info": "embodied.jobs.model_info",
+    "report": "embodied.jobs.report",
 }
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

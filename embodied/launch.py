@@ -67,6 +67,18 @@ def merge(merged: Path, key: Callable[[dict], Hashable]) -> int:
     return added
 
 
+def records(merged: Path, key: Callable[[dict], Hashable]) -> list[dict]:
+    """A cell's records, merged and still in shard files (first of each key), leaving the files as they are:
+    what `embodied report` reads of a run whose shards may still be running."""
+    out, have = [], set()
+    for f in [merged, *shard_files(merged)]:
+        for r in read_jsonl(f):
+            if key(r) not in have:
+                have.add(key(r))
+                out.append(r)
+    return out
+
+
 def todo(keys: Sequence, shard: Shard, merged: Path, key: Callable[[dict], Hashable]) -> list:
     """The keys shard `shard` still has to run: its share, less those in the cell's merged file."""
     done = {key(r) for r in read_jsonl(merged)}

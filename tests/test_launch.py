@@ -55,6 +55,10 @@ def test_a_shard_killed_midway_resumes_without_loss_or_duplicates(inline_run, tm
     assert not (tmp_path / "summary.json").exists()
     kept = len((tmp_path / "episodes.shard0of4.jsonl").read_text().splitlines()) + len(second.read_text().splitlines())
     assert kept >= 12
+    r = run_cli("report", f"out={tmp_path}")  # a partial run's summary, its shard files left in place
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == kept
+    assert second.exists() and "| Lift | expert |" in (tmp_path / "results.md").read_text()
     r = run_cli(*FAST, "n=40", "shards=4", f"out={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert episodes(tmp_path) == inline_run
@@ -83,6 +87,12 @@ def test_eval_loop_shards_give_the_inline_results(tmp_path):
         assert episodes(tmp_path / "b" / cond / "oracle") == episodes(tmp_path / "a" / cond / "oracle")
     a, b = (json.loads((tmp_path / x / "summary.json").read_text()) for x in "ab")
     assert [c["done"] for c in a["cells"]] == [c["done"] for c in b["cells"]]
+    (tmp_path / "b" / "summary.json").unlink()
+    r = run_cli("report", f"out={tmp_path / 'b'}")  # the tables rebuilt from the folder alone
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["cells"] == b["cells"]
+    r = run_cli("report", f"out={tmp_path / 'nowhere'}")
+    assert r.returncode == 2 and "no config.yaml" in r.stderr
 
 
 @pytest.mark.slow

@@ -53,8 +53,9 @@ def conditions(cfg: DictConfig) -> list[tuple[str, dict | None]]:
     return [(c, None if c == "none" else lib[c]) for c in names]
 
 
-def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
-    """The whole job; with `shard`, only that shard's episodes of every cell (embodied/launch.py), no summary."""
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
+    """The whole job; with `shard`, only that shard's episodes of every cell (embodied/launch.py), no summary;
+    with `report`, no episodes: the summary of what the run folder holds (`embodied report`)."""
     from embodied.cli import check_continuation, save_config
     from embodied.io import read_jsonl, write_json
     from embodied.jobs.rollout import wilson
@@ -71,7 +72,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
     out = Path(cfg.out) if cfg.out else default_dir
     seeds = range(seed, seed + n)
     cell_dirs = [out / cond / name for cond, _ in conds for name, _, _ in specs]
-    if shard is None:
+    if shard is None and not report:
         launch.check(cfg)
         if out.exists() and any(out.rglob("episodes*.jsonl")):
             check_continuation(cfg, out, RESUMABLE)
@@ -90,8 +91,8 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
             jsonl, mine = sub / "episodes.jsonl", list(seeds)
             if shard is not None:
                 mine, jsonl = launch.todo(mine, shard, jsonl, _seed), shard.path(jsonl)
-            results = read_jsonl(jsonl, repair=True)
-            if not set(mine) <= {r["seed"] for r in results}:
+            results = launch.records(jsonl, _seed) if report else read_jsonl(jsonl, repair=True)
+            if not report and not set(mine) <= {r["seed"] for r in results}:
                 results = _run_cell(cfg, env_cfg, sub, name, kind, path, cond, mine, jsonl, seeds)
             if shard is not None:
                 continue

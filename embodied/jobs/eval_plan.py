@@ -128,8 +128,9 @@ def score(records: list[dict]) -> dict:
     return out
 
 
-def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
-    """The whole job; with `shard`, only that shard's samples (embodied/launch.py), no summary."""
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
+    """The whole job; with `shard`, only that shard's samples (embodied/launch.py), no summary; with `report`,
+    nothing answered: the summary of what the run folder holds (`embodied report`)."""
     from embodied.cli import check_continuation, save_config
     from embodied.datasets.qa import SkipSample, load_planning_qa
 
@@ -142,7 +143,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
     if cfg.limit:
         samples = samples[: int(cfg.limit)]
     pred_file = out / "predictions.jsonl"
-    if shard is None:
+    if shard is None and not report:
         launch.check(cfg)
         if out.exists() and any(out.glob("predictions*.jsonl")):  # a rerun continues it
             check_continuation(cfg, out, ("limit", "out", "shards", "launcher"))
@@ -155,8 +156,8 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
     if shard is not None:
         ids = set(launch.todo([s["id"] for s in samples], shard, pred_file, _id))
         mine, pred_file = [s for s in samples if s["id"] in ids], shard.path(pred_file)
-    done = {r["id"]: r for r in read_jsonl(pred_file, repair=True)}
-    pending = [s for s in mine if s["id"] not in done]
+    done = {r["id"]: r for r in (launch.records(pred_file, _id) if report else read_jsonl(pred_file, repair=True))}
+    pending = [] if report else [s for s in mine if s["id"] not in done]
     ans = None  # loaded at the first sample to answer: not by a parent whose shards answered them all
     skipped = []
     torch.set_grad_enabled(False)

@@ -156,8 +156,9 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     return make, policy, together
 
 
-def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -> dict | None:
-    """The whole job; with `shard`, only that shard's episodes of every policy (embodied/launch.py), no summary."""
+def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
+    """The whole job; with `shard`, only that shard's episodes of every policy (embodied/launch.py), no summary;
+    with `report`, no episodes: the summary of what the run folder holds (`embodied report`)."""
     from embodied.cli import check_continuation, save_config
 
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
@@ -170,7 +171,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
         names.append(f"{name}_{j}" if any(_name(p) == name for p in paths[:j]) else name)
     subs = [out / name if len(paths) > 1 else out for name in names]
     n, seed = int(cfg.n), int(cfg.seed)
-    if shard is None:
+    if shard is None and not report:
         launch.check(cfg)
         # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
         if out.exists() and any(out.rglob("episodes*.jsonl")):
@@ -188,10 +189,10 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None) -
         jsonl, mine = sub / "episodes.jsonl", list(range(seed, seed + n))
         if shard is not None:
             mine, jsonl = launch.todo(mine, shard, jsonl, _seed), shard.path(jsonl)
-        if set(mine) <= {r["seed"] for r in read_jsonl(jsonl, repair=True)}:  # all there (the shards ran them)
+        if report or set(mine) <= {r["seed"] for r in read_jsonl(jsonl, repair=True)}:  # nothing to run here
             if shard is None:
                 rows.append(_row(cfg, env_cfg, path, name, sub, load_policy(path) if path else None,
-                                 read_jsonl(jsonl)))
+                                 launch.records(jsonl, _seed)))
             continue
         make, policy, together = make_agent_factory(cfg, env_cfg, path)
 
