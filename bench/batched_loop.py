@@ -35,13 +35,15 @@ def main() -> None:
     for name in ("replan_batch", "are_done_batch"):  # time inside the model, whichever mode calls it
         inner = getattr(planner, name)
 
-        def timed(*a, _inner=inner):
+        def timed(*a, _inner=inner, _name=name):
             t0 = time.perf_counter()
             try:
                 return _inner(*a)
             finally:
-                spent["s"] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                spent["s"] += dt
                 spent["calls"] += 1
+                spent.setdefault("by", {}).setdefault(f"{_name[:-6]} x{len(a[0])}", []).append(dt)
 
         setattr(planner, name, timed)
     env_cfg = {"backend": "robosuite", "task": args.task, "cameras": ["agentview", "robot0_eye_in_hand"],
@@ -52,7 +54,7 @@ def main() -> None:
     for mode in ("one_by_one", "batched"):
         batcher = PlanBatcher(planner) if mode == "batched" else None
         shared = batcher or planner
-        spent.update(s=0.0, calls=0)
+        spent.update(s=0.0, calls=0, by={})
         t0 = time.perf_counter()
         res = run_episodes(env_cfg, lambda: EmbodiedAgent(shared, make_expert("robosuite", args.task, kind="skill"),
                                                           AgentConfig(camera="robot0_eye_in_hand")),
@@ -62,6 +64,7 @@ def main() -> None:
         print(json.dumps({"mode": mode, "task": args.task, "episodes": len(res), "workers": args.workers,
                           "success": sum(r["success"] for r in res), "wall_s": round(wall, 1),
                           "planner_s": round(spent["s"], 1), "model_calls": spent["calls"],
+                          "ms_per_call": {k: [len(v), round(1e3 * sum(v) / len(v), 1)] for k, v in sorted(spent["by"].items())},
                           "batch_sizes": dict(sorted(Counter(n for _, n in batcher.batches).items())) if batcher
                           else None}), flush=True)
     same = [s for s in seeds if runs["batched"][s] == runs["one_by_one"][s]]

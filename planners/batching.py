@@ -4,8 +4,8 @@ Batches: the rollout runner steps N envs in lockstep, and N agents ask the plann
 same steps (every agent checks every `check_every` steps, and after a drop several re-plan together). Asked one
 by one, a 7B planner reads its weights once per agent per token; asked together, once per token for all of them
 (docs/BENCHMARKS.md, bench/plan_latency.py --batch). `PlanBatcher.run` runs the agents' steps on threads, one at
-a time (model and policy code still never run on two threads at once); a planner call blocks its agent, and when
-every agent still stepping is blocked, the waiting calls are answered in one batch per kind (plans, checks). A
+a time (model and policy code never run on two threads at once); a planner call blocks its agent, and when every
+agent still stepping is blocked, `run` answers the waiting calls in one batch per kind (plans, checks). A
 check sent to be answered later (`are_done_later`, the background check) joins the next batch, or, if none
 comes before the step ends, is answered in the background while the simulator steps. One process holds the
 model; across machines the same batches would come from a planner server (issue 43's shards).
@@ -84,20 +84,38 @@ class PlanBatcher(Planner):
     # -- running the agents' steps together --------------------------------------------------------------
     def run(self, steps: Sequence[Callable[[], Any]]) -> list[Any]:
         """Run the steps (each one agent's `act`) on threads, one at a time, batching their planner calls;
-        their results in order. Checks left pending at the end are answered in the background."""
+        their results in order. The batches are answered here, on the calling thread: torch's CPU thread pools
+        belong to the thread that calls into them, and a second thread's pool waiting beside the first's
+        slowed a plan 3x on 2 cores. So the agents' own torch work (a learned policy) runs on one thread, and
+        checks left pending at the end are answered in the background on one thread, as before."""
+        import torch
+
         settle()
         if not steps:
             return []
         if len(steps) > self._threads:
             self._pool, self._threads = ThreadPoolExecutor(len(steps), thread_name_prefix="agent"), len(steps)
-        with self._cv:
-            self._running = len(steps)
-        futures = [self._pool.submit(self._step, fn) for fn in steps]
-        out = [f.result() for f in futures]
-        with self._cv:
-            if self._pending:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with self._cv:
+                self._running = len(steps)
+                futures = [self._pool.submit(self._step, fn) for fn in steps]
+                while True:
+                    self._cv.wait_for(lambda: self._running == 0 or self._blocked == self._running)
+                    if self._running == 0:
+                        break
+                    torch.set_num_threads(threads)  # every agent still stepping waits: answer them all
+                    try:
+                        self._flush()
+                    finally:
+                        torch.set_num_threads(1)
                 calls, self._pending = self._pending, []
-                in_background(self._answer, calls)
+        finally:
+            torch.set_num_threads(threads)
+        out = [f.result() for f in futures]
+        if calls:
+            in_background(self._answer, calls)
         return out
 
     def _step(self, fn: Callable[[], Any]) -> Any:
@@ -106,26 +124,26 @@ class PlanBatcher(Planner):
                 return fn()
             finally:
                 self._running -= 1
-                if self._running and self._blocked == self._running:
-                    self._flush()  # the others all wait for an answer
+                self._cv.notify_all()
 
     def _wait(self, call: _Call) -> Any:
         with self._cv:
             self._pending.append(call)
-            self._blocked += 1
-            if self._running == 0 or self._blocked == self._running:
-                self._flush()  # every agent still stepping waits for an answer (or none is running): answer all
-            while not call.answered:
-                self._cv.wait()
+            if self._running == 0:  # not inside `run`: answered now, on this thread
+                self._flush()
+            else:
+                self._blocked += 1
+                self._cv.notify_all()  # `run` answers once every agent still stepping waits
+                while not call.answered:
+                    self._cv.wait()
         return call.result()
 
     def _flush(self) -> None:
         """Answer every pending call (the lock held), then wake their agents."""
         settle()
         calls, self._pending = self._pending, []
-        # Unblocked now, not when each agent wakes: the agent holding the lock must not count the answered ones
-        # as still waiting, and flush its next call alone.
-        self._blocked -= sum(c.blocking for c in calls)
+        # Unblocked now, not when each agent wakes: `run` must not count the answered ones as still waiting.
+        self._blocked -= sum(c.blocking for c in calls if self._running)
         self._answer(calls)
         self._cv.notify_all()
 

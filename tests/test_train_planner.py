@@ -73,17 +73,38 @@ def test_bad_input(stages, tmp_path):
     assert r.returncode == 2 and "model.llm.pretrained=/nonexistent" in r.stderr
 
 
-def test_same_script_under_accelerate_ddp(stages):
-    """Unchanged under `accelerate launch` with two processes (DDP over gloo on CPU)."""
+def test_same_script_under_accelerate_ddp(stages, lift_demos):
+    """Unchanged under `accelerate launch` with two processes (DDP over gloo on CPU): it finishes, resumes, and
+    its checkpoint loads into one process."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root, data = stages
     accel = Path(sys.executable).with_name("accelerate")
-    r = subprocess.run([str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embodied.cli", "train-planner",
-                        "stage=plan", data, f"init={root / 'align' / 'checkpoint'}", f"out={root / 'ddp'}", "steps=2",
-                        "eval_samples=0", *SMALL], capture_output=True, text=True, timeout=600)
+    launch = [str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no"]
+    args = ["-m", "embodied.cli", "train-planner", "stage=plan", data, f"init={root / 'align' / 'checkpoint'}",
+            "eval_samples=0", *SMALL, f"out={root / 'ddp'}"]
+    r = subprocess.run([*launch, *args, "steps=2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.load(root / "ddp" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2
+    r = subprocess.run([*launch, *args, "steps=4"], capture_output=True, text=True, timeout=600)  # resumed
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout + r.stderr
+    assert torch.load(root / "ddp" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 4
+    # the checkpoint of two processes loads into one: eval-plan answers with it
+    r = run_cli("simqa", f"demos=[{lift_demos}]", f"out={root / 'q'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli("eval-plan", f"dataset.path={root / 'q' / 'simqa.jsonl'}", "planner.type=egpt",
+                f"planner.path={root / 'ddp' / 'checkpoint'}", "limit=3", "max_new_tokens=4", f"out={root / 'qa'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((root / "qa" / "summary.json").read_text())["evaluated"] == 3
+    # FSDP on CPU: accelerate would start two processes that each train alone; refused, nothing written
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(accel), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                        "--dynamo_backend", "no", "--use_fsdp", "--fsdp_version", "2", *args[:-1], "steps=2",
+                        f"out={root / 'fsdp'}"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 0 and "FSDP" in r.stderr and "--cpu" in r.stderr, r.stderr[-2000:]
+    assert not (root / "fsdp" / "checkpoint").exists()

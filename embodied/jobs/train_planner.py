@@ -43,6 +43,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if not cfg.data:
         raise EmbodiedError("data is not set: give an EgoCOT-format .jsonl/.json file (e.g. from `embodied corpus`)")
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
+    _check_launch(accelerator)
     ckpt = out / "checkpoint"
     resume = bool(cfg.resume) and (ckpt / STATE).exists()
     if resume:  # on every rank, so that none is left waiting for the others
@@ -118,6 +119,24 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         write_json(out / "summary.json", summary)
         print(json.dumps(summary))
     return summary
+
+
+def _check_launch(accelerator) -> None:
+    """Refuse a launch that accelerate did not set up as asked, before anything is written: started as several
+    processes that each think they are the only one (accelerate's FSDP and DeepSpeed need GPUs; on a CPU they fall
+    back to no distribution at all), or FSDP asked for and something else given."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and accelerator.num_processes != world:
+        raise EmbodiedError(f"launched as {world} processes, but accelerate runs this one alone "
+                            f"({accelerator.distributed_type.value}): FSDP and DeepSpeed need GPUs; on CPU use "
+                            "`accelerate launch --cpu --num_processes N` (DDP over gloo)")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != DistributedType.FSDP:
+        raise EmbodiedError(f"FSDP was asked for, but accelerate set up {accelerator.distributed_type.value} "
+                            "(its FSDP runs on GPUs only); on CPU use `accelerate launch --cpu` (DDP over gloo)")
 
 
 def _hparams(cfg: DictConfig) -> dict:
