@@ -73,9 +73,10 @@ def test_bad_input(stages, tmp_path):
     assert r.returncode == 2 and "model.llm.pretrained=/nonexistent" in r.stderr
 
 
-def test_same_script_under_accelerate_ddp(stages, lift_demos):
-    """Unchanged under `accelerate launch` with two processes (DDP over gloo on CPU): it finishes, resumes, and
-    its checkpoint loads into one process."""
+def test_same_script_on_two_processes_ddp_and_fsdp(stages, lift_demos, tmp_path):
+    """Unchanged under `accelerate launch` with two CPU processes over gloo: DDP, and FSDP (torch FSDP2, fsdp=true).
+    Both finish, resume, and give a checkpoint that loads into one process, where eval-plan answers with it; the
+    FSDP run's weights are the DDP run's (to float rounding). accelerate's own FSDP on CPU is refused."""
     import os
     import subprocess
     import sys
@@ -83,28 +84,43 @@ def test_same_script_under_accelerate_ddp(stages, lift_demos):
 
     root, data = stages
     accel = Path(sys.executable).with_name("accelerate")
-    launch = [str(accel), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-              "--dynamo_backend", "no"]
-    args = ["-m", "embodied.cli", "train-planner", "stage=plan", data, f"init={root / 'align' / 'checkpoint'}",
-            "eval_samples=0", *SMALL, f"out={root / 'ddp'}"]
-    r = subprocess.run([*launch, *args, "steps=2"], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    launch = [str(accel), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embodied.cli", "train-planner", "stage=plan",
+              data, f"init={root / 'align' / 'checkpoint'}", "eval_samples=0", *SMALL]
+
+    def train(out, *extra):
+        r = subprocess.run([*launch, f"out={out}", *extra], capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads((out / "summary.json").read_text()), r.stdout + r.stderr
+
+    ddp, _ = train(tmp_path / "ddp", "steps=4")
+    assert ddp["processes"] == 2 and ddp["distributed"] == "MULTI_CPU" and not ddp["fsdp"]
+    fsdp, _ = train(tmp_path / "fsdp", "steps=2", "fsdp=true")
+    assert fsdp["processes"] == 2 and fsdp["fsdp"]
+    fsdp, log = train(tmp_path / "fsdp", "steps=4", "fsdp=true")  # resumed: the optimizer state re-sharded
+    assert "resuming" in log and fsdp["steps"] == 4
+    state = torch.load(tmp_path / "fsdp" / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["fsdp"]
+    a = load_file(str(tmp_path / "ddp" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "fsdp" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+    r = run_cli("simqa", f"demos=[{lift_demos}]", f"out={tmp_path / 'q'}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert torch.load(root / "ddp" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2
-    r = subprocess.run([*launch, *args, "steps=4"], capture_output=True, text=True, timeout=600)  # resumed
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming" in r.stdout + r.stderr
-    assert torch.load(root / "ddp" / "checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 4
-    # the checkpoint of two processes loads into one: eval-plan answers with it
-    r = run_cli("simqa", f"demos=[{lift_demos}]", f"out={root / 'q'}")
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = run_cli("eval-plan", f"dataset.path={root / 'q' / 'simqa.jsonl'}", "planner.type=egpt",
-                f"planner.path={root / 'ddp' / 'checkpoint'}", "limit=3", "max_new_tokens=4", f"out={root / 'qa'}")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads((root / "qa" / "summary.json").read_text())["evaluated"] == 3
-    # FSDP on CPU: accelerate would start two processes that each train alone; refused, nothing written
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for run in ("ddp", "fsdp"):  # a checkpoint of two processes, loaded into one
+        r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=egpt",
+                    f"planner.path={tmp_path / run / 'checkpoint'}", "limit=3", "max_new_tokens=4",
+                    f"out={tmp_path / ('qa_' + run)}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads((tmp_path / ("qa_" + run) / "summary.json").read_text())["evaluated"] == 3
+    # accelerate's FSDP on CPU would start two processes that each train alone: refused, nothing written
     r = subprocess.run([str(accel), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                        "--dynamo_backend", "no", "--use_fsdp", "--fsdp_version", "2", *args[:-1], "steps=2",
-                        f"out={root / 'fsdp'}"], capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode != 0 and "FSDP" in r.stderr and "--cpu" in r.stderr, r.stderr[-2000:]
-    assert not (root / "fsdp" / "checkpoint").exists()
+                        "--dynamo_backend", "no", "--use_fsdp", "--fsdp_version", "2", *launch[11:], "steps=2",
+                        f"out={tmp_path / 'accel_fsdp'}"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0 and "fsdp=true" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "accel_fsdp" / "checkpoint").exists()
+    r = run_cli("train-planner", "stage=plan", data, f"init={root / 'align' / 'checkpoint'}", "fsdp=true", *SMALL,
+                f"out={tmp_path / 'alone'}")
+    assert r.returncode == 2 and "fsdp=true shards the model across processes" in r.stderr

@@ -11,6 +11,7 @@ state, so a resumed run continues exactly where it stopped.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -44,6 +45,11 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError("data is not set: give an EgoCOT-format .jsonl/.json file (e.g. from `embodied corpus`)")
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
     _check_launch(accelerator)
+    fsdp = bool(cfg.get("fsdp"))
+    if fsdp and accelerator.num_processes < 2:
+        raise EmbodiedError("fsdp=true shards the model across processes: launch several, e.g. on CPUs "
+                            "ACCELERATE_USE_CPU=true `accelerate launch --multi_gpu --num_processes 2 -m embodied.cli "
+                            "train-planner ... fsdp=true`")
     ckpt = out / "checkpoint"
     resume = bool(cfg.resume) and (ckpt / STATE).exists()
     if resume:  # on every rank, so that none is left waiting for the others
@@ -62,6 +68,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     else:
         model, save, step_fn, items = _vl_setup(cfg, dataset, ckpt if resume else None)
 
+    shadow = None  # fsdp: an unsharded copy on the first process, what checkpoints are written from
+    if fsdp:
+        from embodied import fsdp as fsdp_
+
+        shadow = copy.deepcopy(model) if accelerator.is_main_process else None
+        fsdp_.shard(model.to(accelerator.device))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise EmbodiedError("nothing to train: every parameter is frozen")
@@ -72,12 +84,19 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     start = 0
     if resume:
         state = torch.load(ckpt / STATE, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
+        if bool(state.get("fsdp")) != fsdp:
+            raise EmbodiedError(f"{ckpt / STATE}: saved {'with' if state.get('fsdp') else 'without'} fsdp; resume it "
+                                f"the same way (fsdp={str(bool(state.get('fsdp'))).lower()})")
+        if fsdp:
+            fsdp_.load_optimizer(model, opt, state["optimizer"])
+        else:
+            opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start = int(state["step"])
         accelerator.print(f"resuming from {ckpt} at step {start}")
-    model, opt, sched = accelerator.prepare(model, opt, sched)
+    if not fsdp:  # accelerate wraps it for DDP (or its own FSDP and DeepSpeed on GPUs)
+        model, opt, sched = accelerator.prepare(model, opt, sched)
     accelerator.init_trackers(f"train_planner_{cfg.stage}", config=_hparams(cfg))
 
     bs, world, rank = int(cfg.batch_size), accelerator.num_processes, accelerator.process_index
@@ -92,7 +111,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         model.train()
         loss = step_fn(model, batch)
         accelerator.backward(loss)
-        if cfg.grad_clip:
+        if cfg.grad_clip and fsdp:
+            torch.nn.utils.clip_grad_norm_(params, float(cfg.grad_clip))  # the norm over every shard
+        elif cfg.grad_clip:
             accelerator.clip_grad_norm_(params, float(cfg.grad_clip))
         opt.step()
         sched.step()
@@ -106,13 +127,21 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
             accelerator.log({"loss": float(np.mean(losses[-int(cfg.log_every):])), "lr": sched.get_last_lr()[0]}, step=step + 1)
         if (step + 1) % int(cfg.save_every) == 0 or step + 1 == stop:
             accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                _save(ckpt, accelerator.unwrap_model(model), save, opt, sched, step + 1)
+            if fsdp:  # every process gathers; the first writes from its unsharded copy
+                weights, opt_state = fsdp_.full_state(model, opt)
+                if accelerator.is_main_process:
+                    shadow.load_state_dict(weights)
+                    _save(ckpt, shadow, save, opt_state, sched, step + 1, fsdp=True)
+                accelerator.wait_for_everyone()
+            elif accelerator.is_main_process:
+                _save(ckpt, accelerator.unwrap_model(model), save, opt.state_dict(), sched, step + 1)
     accelerator.end_training()
     summary = {"stage": cfg.stage, "steps": stop, "finished": stop == int(cfg.steps), "samples": len(items),
+               "processes": accelerator.num_processes, "distributed": accelerator.distributed_type.value, "fsdp": fsdp,
                "final_loss": float(np.mean(losses[-10:])) if losses else None, "checkpoint": str(ckpt)}
     if accelerator.is_main_process and cfg.stage == "plan" and int(cfg.eval_samples) > 0 and summary["finished"]:
-        summary["train_plan_exact_match"] = _plan_check(accelerator.unwrap_model(model), dataset, int(cfg.eval_samples))
+        summary["train_plan_exact_match"] = _plan_check(shadow if fsdp else accelerator.unwrap_model(model), dataset,
+                                                        int(cfg.eval_samples))
     if accelerator.is_main_process:
         from embodied.io import write_json
 
@@ -122,21 +151,20 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
 
 def _check_launch(accelerator) -> None:
-    """Refuse a launch that accelerate did not set up as asked, before anything is written: started as several
-    processes that each think they are the only one (accelerate's FSDP and DeepSpeed need GPUs; on a CPU they fall
-    back to no distribution at all), or FSDP asked for and something else given."""
+    """Refuse a launch that would train wrong, before anything is written: several processes that each think they
+    are the only one (torchrun or accelerate's FSDP on a CPU), or accelerate's FSDP, whose checkpoints this job
+    would write from one shard (`fsdp=true` shards with torch FSDP2 instead: embodied/fsdp.py)."""
     import os
-
-    from accelerate.utils import DistributedType
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and accelerator.num_processes != world:
         raise EmbodiedError(f"launched as {world} processes, but accelerate runs this one alone "
-                            f"({accelerator.distributed_type.value}): FSDP and DeepSpeed need GPUs; on CPU use "
-                            "`accelerate launch --cpu --num_processes N` (DDP over gloo)")
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != DistributedType.FSDP:
-        raise EmbodiedError(f"FSDP was asked for, but accelerate set up {accelerator.distributed_type.value} "
-                            "(its FSDP runs on GPUs only); on CPU use `accelerate launch --cpu` (DDP over gloo)")
+                            f"({accelerator.distributed_type.value}); on CPUs launch with ACCELERATE_USE_CPU=true `accelerate "
+                            "launch --multi_gpu --num_processes N` (DDP over gloo; add fsdp=true to shard)")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or accelerator.distributed_type == "FSDP":
+        raise EmbodiedError("accelerate's FSDP (--use_fsdp) is not supported: its checkpoints would hold one shard; "
+                            "launch DDP (configs/accelerate/ddp.yaml, or on CPUs ACCELERATE_USE_CPU=true `accelerate "
+                            "launch --multi_gpu`) and add fsdp=true: the job shards with torch FSDP2 itself")
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -161,8 +189,9 @@ def batch_indices(n: int, global_batch: int, step: int, seed: int) -> list[int]:
     return out
 
 
-def _save(ckpt: Path, model, save: Callable, opt, sched, step: int) -> None:
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "rng": torch.get_rng_state()}
+def _save(ckpt: Path, model, save: Callable, opt_state: dict, sched, step: int, fsdp: bool = False) -> None:
+    state = {"optimizer": opt_state, "scheduler": sched.state_dict(), "step": step, "rng": torch.get_rng_state(),
+             "fsdp": fsdp}
     save(model, ckpt, {STATE: lambda p: torch.save(state, p)})
 
 
