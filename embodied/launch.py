@@ -67,6 +67,26 @@ def merge(merged: Path, key: Callable[[dict], Hashable]) -> int:
     return added
 
 
+def begin(job: str, cfg: DictConfig, out: Path, merged: Sequence[Path], key: Callable[[dict], Hashable],
+          resumable: tuple[str, ...], pattern: str) -> None:
+    """What the parent of a rollout, eval-loop or eval-plan run does before its own pass over the cells: refuse a
+    launcher that cannot run here and a folder of other settings (one holding files named `pattern`), save the
+    config, and when sharded, run every shard and fold their files into the cells' `merged` files (first those an
+    interrupted run left, so that no shard runs them again)."""
+    from embodied.cli import check_continuation, save_config
+
+    check(cfg)
+    if out.exists() and any(out.rglob(pattern)):
+        check_continuation(cfg, out, resumable)
+    save_config(cfg, out)
+    if sharded(cfg):
+        for f in merged:
+            merge(f, key)
+        launch(job, cfg, out)
+        for f in merged:
+            merge(f, key)
+
+
 def records(merged: Path, key: Callable[[dict], Hashable]) -> list[dict]:
     """A cell's records, merged and still in shard files (first of each key), leaving the files as they are:
     what `embodied report` reads of a run whose shards may still be running."""

@@ -56,7 +56,6 @@ def conditions(cfg: DictConfig) -> list[tuple[str, dict | None]]:
 def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
     """The whole job; with `shard`, only that shard's episodes of every cell (embodied/launch.py), no summary;
     with `report`, no episodes: the summary of what the run folder holds (`embodied report`)."""
-    from embodied.cli import check_continuation, save_config
     from embodied.io import read_jsonl, write_json
     from embodied.jobs.rollout import wilson
     from embodied.loop_metrics import aggregate, score_episode
@@ -73,16 +72,8 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
     seeds = range(seed, seed + n)
     cell_dirs = [out / cond / name for cond, _ in conds for name, _, _ in specs]
     if shard is None and not report:
-        launch.check(cfg)
-        if out.exists() and any(out.rglob("episodes*.jsonl")):
-            check_continuation(cfg, out, RESUMABLE)
-        save_config(cfg, out)
-        if launch.sharded(cfg):
-            for sub in cell_dirs:  # shard files an interrupted run left: folded in, so no shard runs them again
-                launch.merge(sub / "episodes.jsonl", _seed)
-            launch.launch(__name__, cfg, out)
-            for sub in cell_dirs:
-                launch.merge(sub / "episodes.jsonl", _seed)
+        launch.begin(__name__, cfg, out, [sub / "episodes.jsonl" for sub in cell_dirs], _seed, RESUMABLE,
+                     "episodes*.jsonl")
     cells = []
     for cond, perturbation in conds:
         env_cfg = {**OmegaConf.to_container(cfg.env, resolve=True), "perturbation": perturbation}

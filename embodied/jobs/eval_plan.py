@@ -131,7 +131,6 @@ def score(records: list[dict]) -> dict:
 def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
     """The whole job; with `shard`, only that shard's samples (embodied/launch.py), no summary; with `report`,
     nothing answered: the summary of what the run folder holds (`embodied report`)."""
-    from embodied.cli import check_continuation, save_config
     from embodied.datasets.qa import SkipSample, load_planning_qa
 
     d = cfg.dataset
@@ -143,15 +142,8 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
     if cfg.limit:
         samples = samples[: int(cfg.limit)]
     pred_file = out / "predictions.jsonl"
-    if shard is None and not report:
-        launch.check(cfg)
-        if out.exists() and any(out.glob("predictions*.jsonl")):  # a rerun continues it
-            check_continuation(cfg, out, ("limit", "out", "shards", "launcher"))
-        save_config(cfg, out)
-        if launch.sharded(cfg):
-            launch.merge(pred_file, _id)  # what an interrupted run's shards finished
-            launch.launch(__name__, cfg, out)
-            launch.merge(pred_file, _id)
+    if shard is None and not report:  # a rerun continues it
+        launch.begin(__name__, cfg, out, [pred_file], _id, ("limit", "out", "shards", "launcher"), "predictions*.jsonl")
     mine = samples
     if shard is not None:
         ids = set(launch.todo([s["id"] for s in samples], shard, pred_file, _id))

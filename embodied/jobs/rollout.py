@@ -159,8 +159,6 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
 def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, report: bool = False) -> dict | None:
     """The whole job; with `shard`, only that shard's episodes of every policy (embodied/launch.py), no summary;
     with `report`, no episodes: the summary of what the run folder holds (`embodied report`)."""
-    from embodied.cli import check_continuation, save_config
-
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     out = Path(cfg.out) if cfg.out else default_dir
     paths = _policy_paths(cfg)
@@ -172,17 +170,8 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
     subs = [out / name if len(paths) > 1 else out for name in names]
     n, seed = int(cfg.n), int(cfg.seed)
     if shard is None and not report:
-        launch.check(cfg)
         # A rerun into the same out= continues it (finished seeds are skipped): more episodes, other workers.
-        if out.exists() and any(out.rglob("episodes*.jsonl")):
-            check_continuation(cfg, out, RESUMABLE)
-        save_config(cfg, out)
-        if launch.sharded(cfg):
-            for sub in subs:  # shard files an interrupted run left: folded in, so no shard runs them again
-                launch.merge(sub / "episodes.jsonl", _seed)
-            launch.launch(__name__, cfg, out)
-            for sub in subs:
-                launch.merge(sub / "episodes.jsonl", _seed)
+        launch.begin(__name__, cfg, out, [sub / "episodes.jsonl" for sub in subs], _seed, RESUMABLE, "episodes*.jsonl")
     rows = []
     for path, name, sub in zip(paths, names, subs):
         sub.mkdir(parents=True, exist_ok=True)
