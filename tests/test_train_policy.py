@@ -114,7 +114,7 @@ def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
                 "env.horizon=15", "policy.type=learned", paths, "n=1", f"out={tmp_path}", "video=false")
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert [p["n_demos"] for p in s["policies"]] == [1, 2]
+    assert [p["n_demos"] for p in s["policies"]] == [1, 2] and [p["episodes"] for p in s["policies"]] == [1, 1]
     assert (tmp_path / "success_vs_demos.png").stat().st_size > 1000
     assert (tmp_path / "results.md").read_text().count("| Lift |") == 2
 

@@ -185,7 +185,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
             continue
         make, policy, together = make_agent_factory(cfg, env_cfg, path)
 
-        def report(res: dict, _traj) -> None:
+        def print_episode(res: dict, _traj) -> None:
             line = (f"episode seed={res['seed']} success={res['success']} steps={res['steps']} "
                     f"instruction='{res['instruction']}'" + (f" error={res['error']}" if res.get("error") else ""))
             if "first_plan" in res:
@@ -201,7 +201,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
 
         results = run_episodes(env_cfg, make, seeds=mine, workers=int(cfg.workers),
                                jsonl=jsonl, video_dir=(sub / "videos") if cfg.video else None,
-                               video_camera=camera, on_episode=report, total=len(mine),
+                               video_camera=camera, on_episode=print_episode, total=len(mine),
                                desc=f"rollout {env_cfg['task']} {name}", together=together)
         if shard is not None:
             continue
