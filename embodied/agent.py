@@ -17,6 +17,7 @@ from embodied.datasets.corpus import experience_budget, experience_regressed
 from embodied.planners import Plan, Planner
 from embodied.planners.background import settle
 
+
 @dataclass
 class AgentConfig:
     camera: str | list[str] = ""  # the camera the planner watches (the wrist), or several: one clip each

@@ -93,7 +93,9 @@ class PlanBatcher(Planner):
         settle()
         if not steps:
             return []
-        if len(steps) > self._threads:
+        if len(steps) > self._threads:  # one thread per agent: each blocks in its own step
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self._pool, self._threads = ThreadPoolExecutor(len(steps), thread_name_prefix="agent"), len(steps)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)

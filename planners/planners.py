@@ -162,13 +162,13 @@ class EmbodiedGPTPlanner(Planner):
         from embodied.datasets.corpus import done_question
 
         rows = [(i, s) for i, qs in enumerate(subgoals) for s in qs]  # every question, with its clip
+        start = np.cumsum([0] + [len(qs) for qs in subgoals])  # clip i's questions: rows start[i]:start[i + 1]
         head: list = [None] * len(rows)
         det = [i for i in range(len(videos)) if self.detector is not None and frames[i] is not None
                and self.detector.answers(subgoals[i])]
         if det:
-            judged = iter(self.detector.judge_batch([frames[i] for i in det], [subgoals[i] for i in det]))
-            by_clip = {i: next(judged) for i in det}
-            head = [by_clip[i][subgoals[i].index(s)] if i in by_clip else None for i, s in rows]
+            for i, margins in zip(det, self.detector.judge_batch([frames[i] for i in det], [subgoals[i] for i in det])):
+                head[start[i]:start[i + 1]] = margins
         probe = sorted({i for (i, s), h in zip(rows, head) if h is None and self.done_head.answers([s])})
         if probe:  # the grey clips' ViT pass only where a probe will read them
             feats = dict(zip(probe, clip_feature(self.model, torch.cat([self._video(videos[i]) for i in probe]))))
@@ -179,10 +179,10 @@ class EmbodiedGPTPlanner(Planner):
             clips = sorted({i for i, _ in ask})
             v = torch.cat([self._video(videos[i]) for i in clips])
             qs = [done_question(s) for _, s in ask]
-            lm = self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind,
-                                            rows=[clips.index(i) for i, _ in ask]).tolist()
-            lm = iter(lm)
-            head = [h if h is not None else (lambda a, b: a - b)(*next(lm)) for h in head]
+            yes_no = self.model.choice_logprobs(v, qs, ["yes", "no"], eformer_text=qs, blind=self.blind,
+                                                rows=[clips.index(i) for i, _ in ask]).tolist()
+            margins = iter(yes - no for yes, no in yes_no)
+            head = [h if h is not None else next(margins) for h in head]
         answers = iter(bool(h > 0) for h in head)
         return [[next(answers) for _ in qs] for qs in subgoals]
 
