@@ -61,12 +61,25 @@ def main() -> None:
                            seeds, workers=args.workers, together=batcher.run if batcher else None, desc=mode)
         wall = time.perf_counter() - t0
         runs[mode] = {r["seed"]: (r["agent_log"], r["checks"], r["success"]) for r in res}
-        print(json.dumps({"mode": mode, "task": args.task, "episodes": len(res), "workers": args.workers,
-                          "success": sum(r["success"] for r in res), "wall_s": round(wall, 1),
-                          "planner_s": round(spent["s"], 1), "model_calls": spent["calls"],
-                          "ms_per_call": {k: [len(v), round(1e3 * sum(v) / len(v), 1)] for k, v in sorted(spent["by"].items())},
-                          "batch_sizes": dict(sorted(Counter(n for _, n in batcher.batches).items())) if batcher
-                          else None}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "task": args.task,
+                    "episodes": len(res),
+                    "workers": args.workers,
+                    "success": sum(r["success"] for r in res),
+                    "wall_s": round(wall, 1),
+                    "planner_s": round(spent["s"], 1),
+                    "model_calls": spent["calls"],
+                    "ms_per_call": {
+                        k: [len(v), round(1e3 * sum(v) / len(v), 1)] for k, v in sorted(spent["by"].items())
+                    },
+                    "batch_sizes": dict(sorted(Counter(n for _, n in batcher.batches).items())) if batcher else None,
+                }
+            ),
+            flush=True,
+        )
     same = [s for s in seeds if runs["batched"][s] == runs["one_by_one"][s]]
     print(json.dumps({"same_episodes": len(same), "of": len(seeds)}))
 

@@ -39,12 +39,20 @@ def copy_rate(path: str) -> dict:
         else:
             wrong[f"{a} on {b}"] = said
     n = len(PALETTE) * (len(PALETTE) - 1)
-    return {"checkpoint": path, "pairs": n, "copied": right, "rate": right / n, "examples_wrong": dict(list(wrong.items())[:5])}
+    return {
+        "checkpoint": path,
+        "pairs": n,
+        "copied": right,
+        "rate": right / n,
+        "examples_wrong": dict(list(wrong.items())[:5]),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoints", nargs="+", help="LLM directories (a planner's llm/ or a train-planner lm checkpoint)")
+    ap.add_argument(
+        "checkpoints", nargs="+", help="LLM directories (a planner's llm/ or a train-planner lm checkpoint)"
+    )
     args = ap.parse_args()
     for path in args.checkpoints:
         print(json.dumps(copy_rate(path)))

@@ -10,12 +10,17 @@ order), it prints F1 and AUC of the LLM's yes/no margin (the baseline, same run)
 probes fitted on the first two thirds: on the E-former's pooled queries, on the frozen ViT's clip features
 (VisionEncoder.clip_feature) of the wrist, of the third-person camera and of both, and on frame difference.
 """
-import json, sys, zlib
+import json
+import sys
 from collections import defaultdict
-import h5py, numpy as np, torch
+
+import h5py
+import numpy as np
+import torch
 
 from embodied.checkpoint import load_model
 from embodied.datasets.corpus import done_question
+
 
 def verb(subgoal):
     return subgoal.split()[0]
@@ -33,8 +38,10 @@ for path in sys.argv[1:]:
     with h5py.File(path, "r") as f:
         for name in sorted(f["data"], key=lambda n: int(n.split("_")[1])):
             g = f["data"][name]
-            subgoals = json.loads(g.attrs["subgoals"]); idx = g["subgoal_index"][()]
-            wrist = g["obs/robot0_eye_in_hand_image"][()]; agent = g["obs/agentview_image"][()]
+            subgoals = json.loads(g.attrs["subgoals"])
+            idx = g["subgoal_index"][()]
+            wrist = g["obs/robot0_eye_in_hand_image"][()]
+            agent = g["obs/agentview_image"][()]
             for t in range(12, len(idx), 6):
                 k = int(idx[t])
                 steps = np.clip(t - 3 * np.arange(7, -1, -1), 0, None)
@@ -53,40 +60,48 @@ for path in sys.argv[1:]:
             print("episode", ep, len(rows), flush=True)
 
 n_ep = ep
-train = lambda r: r[0] < int(0.67 * n_ep)
+def train(r):
+    return r[0] < int(0.67 * n_ep)
 
 
 def fit_mlp(X, y, tr, hidden=64, epochs=300):
-    X = torch.tensor(X, dtype=torch.float32); y = torch.tensor(y, dtype=torch.float32)
+    X = torch.tensor(X, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.float32)
     mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-5
     X = (X - mu) / sd
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Dropout(0.2), torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1)
+    )
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05)
     pos = y[tr].mean().clamp(0.05, 0.95)
     wt = torch.where(y[tr] > 0, 0.5 / pos, 0.5 / (1 - pos))
     for _ in range(epochs):
         opt.zero_grad()
-        l = torch.nn.functional.binary_cross_entropy_with_logits(net(X[tr])[:, 0], y[tr], weight=wt)
-        l.backward(); opt.step()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(X[tr])[:, 0], y[tr], weight=wt)
+        loss.backward()
+        opt.step()
     net.eval()
     with torch.no_grad():
         return net(X[~tr])[:, 0].numpy()
 
 
 def fit_eval(X, y, tr):
-    X = torch.tensor(X, dtype=torch.float32); y = torch.tensor(y, dtype=torch.float32)
+    X = torch.tensor(X, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.float32)
     mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-5
     X = (X - mu) / sd
-    w = torch.zeros(X.shape[1], requires_grad=True); b = torch.zeros(1, requires_grad=True)
+    w = torch.zeros(X.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200)
     pos = y[tr].mean().clamp(0.05, 0.95)
     wt = torch.where(y[tr] > 0, 0.5 / pos, 0.5 / (1 - pos))
     def closure():
         opt.zero_grad()
-        l = (torch.nn.functional.binary_cross_entropy_with_logits(X[tr] @ w + b, y[tr], weight=wt)
-             + 1e-2 * (w ** 2).sum())
-        l.backward(); return l
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(X[tr] @ w + b, y[tr], weight=wt)
+                + 1e-2 * (w ** 2).sum())
+        loss.backward()
+        return loss
     opt.step(closure)
     with torch.no_grad():
         return (X[~tr] @ w + b).numpy()
@@ -96,7 +111,9 @@ def scores(s, y):
     p = s > 0
     tp, fp, fn = (p & y).sum(), (p & ~y).sum(), (~p & y).sum()
     f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-    order = np.argsort(s); ranks = np.empty(len(s)); ranks[order] = np.arange(len(s))
+    order = np.argsort(s)
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(len(s))
     auc = (ranks[y].sum() - y.sum() * (y.sum() - 1) / 2) / max(1, y.sum() * (~y).sum())
     return f"F1 {f1:.2f} AUC {auc:.2f} (pos {y.sum()}, neg {(~y).sum()})"
 
@@ -105,7 +122,8 @@ by = defaultdict(list)
 for r in rows:
     by[r[1]].append(r)
 for v, rs in sorted(by.items()):
-    tr = np.array([train(r) for r in rs]); y = np.array([r[2] for r in rs])
+    tr = np.array([train(r) for r in rs])
+    y = np.array([r[2] for r in rs])
     print(f"== {v}: test {scores(np.array([r[3] for r in rs])[~tr], y[~tr])}  [LM margin]")
     for label, X in [("eformer", [r[4] for r in rs]), ("vit wrist", [r[5] for r in rs]),
                      ("vit agent", [r[6] for r in rs]),

@@ -86,7 +86,9 @@ def main() -> None:
             rc = cli(["collect", "env=robosuite/lift", "n=10", f"workers={workers}", f"out={d}/lift.hdf5",
                       f"env.height={args.size}", f"env.width={args.size}"])
             assert rc == 0
-            print(f"[3] collect 10 Lift demos, 2 cams {args.size}px, {workers} worker(s): {time.perf_counter() - t:.1f} s")
+            print(
+                f"[3] collect 10 Lift demos, 2 cams {args.size}px, {workers} worker(s): {time.perf_counter() - t:.1f} s"
+            )
 
 
 if __name__ == "__main__":

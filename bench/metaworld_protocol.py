@@ -3,7 +3,8 @@ policy and both baselines trained on the same demos in the same run, success ove
 
     python bench/metaworld_protocol.py --planner tiny/planner --out runs/mw \
         [--tasks assembly bin-picking button-press-topdown drawer-open hammer] [--demos 10 25] \
-        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150] [--aux-object [--aux-scenes 300]] [--pixel-keypoints 32]
+        [--cameras corner gripperPOV] [--episodes 50] [--epochs 400] [--cnn-epochs 150]
+        [--aux-object [--aux-scenes 300]] [--pixel-keypoints 32]
         [--fovy corner=30] [--train-seeds 0 1 2] [--ties later] [--restarts 3 [--select-episodes 20]]
 
 A cell from one training run of a 10-demo policy can move by 20+ points between training seeds (measured:
@@ -46,7 +47,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--planner", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--tasks", nargs="+", default=["assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer"])
+    ap.add_argument(
+        "--tasks", nargs="+", default=["assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer"]
+    )
     ap.add_argument("--demos", nargs="+", type=int, default=[10, 25])
     ap.add_argument("--cameras", nargs="+", default=["corner", "gripperPOV"])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES))
@@ -72,9 +75,15 @@ def main() -> None:
                     help="narrow a camera's field of view in the demos and rollouts (env.fovy), e.g. corner=30")
     ap.add_argument("--train-seeds", nargs="+", type=int, default=[0],
                     help="train every cell once per seed (train-policy seed=S) and report the mean over them")
-    ap.add_argument("--restarts", type=int, default=1,
-                    help="train each cell this many times and keep the run best on held-out rollouts (train-policy restarts=K)")
-    ap.add_argument("--select-episodes", type=int, default=20, help="with --restarts: rollouts that choose among the runs")
+    ap.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="train each cell this many times and keep the run best on held-out rollouts (train-policy restarts=K)",
+    )
+    ap.add_argument(
+        "--select-episodes", type=int, default=20, help="with --restarts: rollouts that choose among the runs"
+    )
     ap.add_argument("--noise", type=float, default=0.1, help="expert action noise in the demos (wider state coverage)")
     args = ap.parse_args()
     from embodied.assets import resolve
@@ -115,22 +124,39 @@ def main() -> None:
         for n in args.demos:
             cells = [r["success"] for t in args.tasks for c in args.cameras for r in rows
                      if (r["task"], r["camera"], r["demos"], r["policy"]) == (t, c, n, kind)]
-            print(f"| {kind} | {n} | " + " | ".join(f"{100 * x:.0f}%" for x in cells) + f" | {100 * sum(cells) / len(cells):.0f}% |")
+            print(
+                f"| {kind} | {n} | "
+                + " | ".join(f"{100 * x:.0f}%" for x in cells)
+                + f" | {100 * sum(cells) / len(cells):.0f}% |"
+            )
     if len(args.train_seeds) > 1:
         print(f"\nrange over training seeds {args.train_seeds} (min-max per cell, then the mean of each seed's run):")
         for kind in args.policies:
             for n in args.demos:
                 cells = [r["per_seed"] for t in args.tasks for c in args.cameras for r in rows
                          if (r["task"], r["camera"], r["demos"], r["policy"]) == (t, c, n, kind)]
-                spans = [f"{100 * min(x['success'] for x in c):.0f}-{100 * max(x['success'] for x in c):.0f}%" for c in cells]
+                spans = [
+                    f"{100 * min(x['success'] for x in c):.0f}-{100 * max(x['success'] for x in c):.0f}%" for c in cells
+                ]
                 means = [sum(c[i]["success"] for c in cells) / len(cells) for i in range(len(args.train_seeds))]
-                print(f"| {kind} | {n} | " + " | ".join(spans) + " | " + " / ".join(f"{100 * m:.0f}%" for m in means) + " |")
+                print(
+                    f"| {kind} | {n} | "
+                    + " | ".join(spans)
+                    + " | "
+                    + " / ".join(f"{100 * m:.0f}%" for m in means)
+                    + " |"
+                )
 
 
 def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: str, seed: int,
                planner_path: str) -> dict:
     """One policy trained (or resumed) and evaluated on the protocol's fresh seeds; its summary row."""
-    run = out / task / cam / (f"{kind}{n}" + (f"_seed{seed}" if seed else "") + (f"_r{args.restarts}" if args.restarts > 1 else ""))
+    run = (
+        out
+        / task
+        / cam
+        / (f"{kind}{n}" + (f"_seed{seed}" if seed else "") + (f"_r{args.restarts}" if args.restarts > 1 else ""))
+    )
     extra = [f"policy.planner={planner_path}"] if kind != "cnn" else []
     if args.aux_object and kind != "cnn":
         extra.append("policy.aux_object=true")
@@ -151,7 +177,12 @@ def train_cell(args, out: Path, demos: Path, task: str, cam: str, n: int, kind: 
     else:
         job("train-policy", *train)  # new, or resumed (train-policy checks what may change)
     s = json.loads((run / "summary.json").read_text())
-    row = {"seed": seed, "success": s["final_success"], "episodes": s["final_episodes"], "wilson95": s["final_wilson95"]}
+    row = {
+        "seed": seed,
+        "success": s["final_success"],
+        "episodes": s["final_episodes"],
+        "wilson95": s["final_wilson95"],
+    }
     if "restarts" in s:  # which run was kept, and what each scored on the selection seeds
         row.update(kept=s["restart"], select=[r["select_success"] for r in s["restarts"]])
     return row

@@ -45,9 +45,14 @@ def evaluate(planner, samples, dataset, batch: int = 8) -> dict:
                 done_n += 1
                 sub = qa["question"][4:-7]
                 done_ok += planner.is_done(it["video"], sub) == (qa["answer"] == "yes")
-    return {"samples": len(samples), "next_subgoal_acc": float(np.mean(nxt)), "subgoal_sequence_acc": float(np.mean(seq)),
-            "plan_exact_match": float(np.mean(exact)), "done_detection_acc": done_ok / max(done_n, 1),
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "samples": len(samples),
+        "next_subgoal_acc": float(np.mean(nxt)),
+        "subgoal_sequence_acc": float(np.mean(seq)),
+        "plan_exact_match": float(np.mean(exact)),
+        "done_detection_acc": done_ok / max(done_n, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -69,7 +74,9 @@ def main() -> None:
         model = load_model(args.planner)
         res = {"egpt": evaluate(EmbodiedGPTPlanner(model), samples, dataset),
                "blind": evaluate(BlindPlanner(model), samples, dataset)}
-    res["ratio_next_subgoal_egpt_over_blind"] = round(res["egpt"]["next_subgoal_acc"] / max(res["blind"]["next_subgoal_acc"], 1e-9), 3)
+    res["ratio_next_subgoal_egpt_over_blind"] = round(
+        res["egpt"]["next_subgoal_acc"] / max(res["blind"]["next_subgoal_acc"], 1e-9), 3
+    )
     print(json.dumps(res, indent=1))
 
 

@@ -44,12 +44,30 @@ def main() -> None:
                    "variety": task == "Stack"}
         drop = {"kind": "drop", "at_subgoal": args.drop_at, "delay": args.drop_delay}
         row = {"task": task, "planner": "egpt" if args.planner else "oracle", "policy": policies.get(task, "expert")}
-        for name, perturb, replan in (("unperturbed", None, True), ("drop_no_replan", drop, False), ("drop_replan", drop, True)):
-            cfg = OmegaConf.create({
-                "policy": {"type": "learned" if task in policies else "expert", "path": policies.get(task), "noise": 0.0},
-                "planner": {"type": "egpt" if args.planner else "oracle", "path": args.planner},
-                "agent": {"camera": None, "clip_len": 8, "clip_stride": 3, "check_every": 6, "subgoal_budget": 80,
-                          "max_replans": 2, "replan": replan}})
+        for name, perturb, replan in (
+            ("unperturbed", None, True),
+            ("drop_no_replan", drop, False),
+            ("drop_replan", drop, True),
+        ):
+            cfg = OmegaConf.create(
+                {
+                    "policy": {
+                        "type": "learned" if task in policies else "expert",
+                        "path": policies.get(task),
+                        "noise": 0.0,
+                    },
+                    "planner": {"type": "egpt" if args.planner else "oracle", "path": args.planner},
+                    "agent": {
+                        "camera": None,
+                        "clip_len": 8,
+                        "clip_stride": 3,
+                        "check_every": 6,
+                        "subgoal_budget": 80,
+                        "max_replans": 2,
+                        "replan": replan,
+                    },
+                }
+            )
             env_cfg = {**env, **({"perturbation": perturb} if perturb else {})}
             make, _, _ = make_agent_factory(cfg, env_cfg, policies.get(task))
             t0 = time.perf_counter()
@@ -66,8 +84,11 @@ def main() -> None:
     print("| task | planner | policy | unperturbed | drop, no replan | drop, replan | recovered |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['task']} | {r['planner']} | {r['policy']} | {100 * r['unperturbed']['success']:.0f}% | "
-              f"{100 * r['drop_no_replan']['success']:.0f}% | {100 * r['drop_replan']['success']:.0f}% | {r['recovered_share']} |")
+        print(
+            f"| {r['task']} | {r['planner']} | {r['policy']} | {100 * r['unperturbed']['success']:.0f}% | "
+            f"{100 * r['drop_no_replan']['success']:.0f}% | {100 * r['drop_replan']['success']:.0f}% | "
+            f"{r['recovered_share']} |"
+        )
 
 
 if __name__ == "__main__":

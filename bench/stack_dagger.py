@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import torch
+from state_bc import add_labels, chunk_labels, dagger_round, evaluate, features, learner, train
 
 from embodied.envs import make_env
 from embodied.policies.scripted import ReactiveStackExpert
-from state_bc import add_labels, chunk_labels, dagger_round, evaluate, features, learner, train
 
 
 def demos(env, n: int, chunk: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +67,7 @@ def main() -> None:
 
     expert_ok = evaluate(env, lambda: (lambda obs, e=ReactiveStackExpert(): [e.act(obs)]), seeds)
     x, y = demos(env, args.n_demos, args.chunk, args.noise)
+    net = None  # trained at the end of round 0, before the first DAgger round reads it
     for r in range(args.rounds + 1):
         if r:
             first = 400000 + (r - 1) * args.round_episodes
@@ -76,9 +77,19 @@ def main() -> None:
         net = train(x, y, args.epochs, seed=0, std_floor=args.std_floor, bins=args.bins)
         policy = learner(net, args.chunk, True)
         won = evaluate(env, lambda: policy, seeds)
-        print(json.dumps({"dagger_round": r, "bins": args.bins, "samples": len(x), "state_bc_success": sum(won) / len(won),
-                          "expert_success": sum(expert_ok) / len(expert_ok),
-                          "seconds": round(time.time() - t0)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "dagger_round": r,
+                    "bins": args.bins,
+                    "samples": len(x),
+                    "state_bc_success": sum(won) / len(won),
+                    "expert_success": sum(expert_ok) / len(expert_ok),
+                    "seconds": round(time.time() - t0),
+                }
+            ),
+            flush=True,
+        )
     env.close()
 
 

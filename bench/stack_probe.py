@@ -91,7 +91,10 @@ def main() -> None:
     for path in args.policies:
         for split, r in rows[path].items():
             k = len(r)
-            err = {c: f"{np.mean([x[c] for x in r]):.1f}" if "error_a_cm" in r[0] else "" for c in ("error_a_cm", "error_b_cm")}
+            err = {
+                c: f"{np.mean([x[c] for x in r]):.1f}" if "error_a_cm" in r[0] else ""
+                for c in ("error_a_cm", "error_b_cm")
+            }
             print(f"| {path} | {split} ({k}) | {sum(x['heading'] for x in r):.0f}/{k} | "
                   f"{sum(x['swapped'] for x in r):.0f}/{k} | {err['error_a_cm']} | {err['error_b_cm']} |")
     for path, pol in zip(args.policies, pols):

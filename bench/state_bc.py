@@ -188,9 +188,13 @@ def main() -> None:
                     help="classify each action dimension into this many mu-law spaced values (0: MSE regression)")
     ap.add_argument("--seed", type=int, default=300000, help="first evaluation seed")
     ap.add_argument("--horizon", type=int, default=250)
-    ap.add_argument("--std-floor", type=float, default=1e-3,
-                    help="smallest input std in the standardisation: a feature (the bottom cube's height, a quaternion "
-                         "component) that hardly varies in the demos blows up to tens of stds when it moves in a rollout")
+    ap.add_argument(
+        "--std-floor",
+        type=float,
+        default=1e-3,
+        help="smallest input std in the standardisation: a feature (the bottom cube's height, a quaternion "
+        "component) that hardly varies in the demos blows up to tens of stds when it moves in a rollout",
+    )
     ap.add_argument("--dagger", type=int, default=0, help="DAgger rounds after BC (0: BC only)")
     ap.add_argument("--dagger-episodes", type=int, default=20, help="learner episodes per DAgger round")
     ap.add_argument("--dagger-seed", type=int, default=400000, help="first seed of the DAgger rollouts")
@@ -212,14 +216,32 @@ def main() -> None:
     seeds = range(args.seed, args.seed + args.episodes)
     policy = learner(net, args.chunk, args.relative)
     learned = evaluate(env, lambda: policy, seeds)
-    expert_ok = evaluate(env, lambda: (lambda obs, e=make_expert(env_cfg["backend"], env_cfg["task"]): [e.act(obs)]), seeds)
+    expert_ok = evaluate(
+        env, lambda: lambda obs, e=make_expert(env_cfg["backend"], env_cfg["task"]): [e.act(obs)], seeds
+    )
     env.close()
     k, m = sum(learned), sum(expert_ok)
     lo, hi = wilson(k, len(learned))
-    print(json.dumps({"demos": args.demos, "n_demos": args.n_demos, "std_floor": args.std_floor, "relative": args.relative, "chunk": args.chunk,
-                      "dagger_rounds": args.dagger, "bins": args.bins, "samples": len(x), "state_bc_success": k / len(learned), "wilson95": [round(lo, 3), round(hi, 3)],
-                      "expert_success": m / len(expert_ok), "ratio": round(k / max(m, 1), 3),
-                      "episodes": len(learned), "seconds": round(time.time() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "demos": args.demos,
+                "n_demos": args.n_demos,
+                "std_floor": args.std_floor,
+                "relative": args.relative,
+                "chunk": args.chunk,
+                "dagger_rounds": args.dagger,
+                "bins": args.bins,
+                "samples": len(x),
+                "state_bc_success": k / len(learned),
+                "wilson95": [round(lo, 3), round(hi, 3)],
+                "expert_success": m / len(expert_ok),
+                "ratio": round(k / max(m, 1), 3),
+                "episodes": len(learned),
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

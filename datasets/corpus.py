@@ -118,7 +118,9 @@ def regression_points(subgoals: Sequence[str], indices: np.ndarray, offsets: Seq
                     # the agent on step c names the earliest step its detector finds undone: c - 1 or one before
                     out += [(t + dt, experience_regressed(c + 1, subgoals[c], subgoals[u]))
                             for c in range(k + 1, min(top, len(subgoals) - 1) + 1) for u in range(k, c)]
-                    out.append((t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], BUDGET_STEPS)))
+                    out.append(
+                        (t + dt, experience_budget(top + 1, subgoals[min(top, len(subgoals) - 1)], BUDGET_STEPS))
+                    )
         t = end
     return out
 
@@ -190,8 +192,15 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                 # written; with a loop log: after each re-plan of the loop, the plan that remains given the
                 # experience it wrote, the same where the loop still held a finished step (held_points), and
                 # around every sub-goal transition (dense), questions only (experience None).
-                entries = [(t, "", done_questions(subgoals, int(indices[t])) + [next_question(instruction, subgoals, int(indices[t]))])
-                           for t in sample_points(indices, per_segment)]
+                entries = [
+                    (
+                        t,
+                        "",
+                        done_questions(subgoals, int(indices[t]))
+                        + [next_question(instruction, subgoals, int(indices[t]))],
+                    )
+                    for t in sample_points(indices, per_segment)
+                ]
                 entries += [(t, experience, []) for t, experience in regression_points(subgoals, indices)]
                 if log:
                     entries += [(t, experience, []) for t, experience in replan_points(log, len(indices))]
@@ -208,12 +217,28 @@ def build_corpus(demo_paths: Sequence[str | Path], out_dir: str | Path, camera: 
                             with open(tmp, "wb") as fh:
                                 np.save(fh, clip[0] if isinstance(cam, str) else np.stack(clip))
                     k = int(indices[t])
-                    tag = "/qa" if experience is None else f"/replan{zlib.crc32(experience.encode())}" if experience else ""
-                    rec = {"id": f"{path.stem}/{name}/t{t}{tag}", "image": clips[t], "instruction": instruction,
-                           "caption": describe(subgoals, k), "planning": format_plan(instruction, subgoals[k:]),
-                           "score": 1.0, "subgoal": subgoals[k], "subgoal_index": k, "qa": qa, "camera": cam, "task": task,
-                           # a recoloured copy's original (embodied rerender): one episode, whatever its colours
-                           "source_demo": f"{path.stem}/{g.attrs.get('source_demo', name)}"}
+                    tag = (
+                        "/qa"
+                        if experience is None
+                        else f"/replan{zlib.crc32(experience.encode())}"
+                        if experience
+                        else ""
+                    )
+                    rec = {
+                        "id": f"{path.stem}/{name}/t{t}{tag}",
+                        "image": clips[t],
+                        "instruction": instruction,
+                        "caption": describe(subgoals, k),
+                        "planning": format_plan(instruction, subgoals[k:]),
+                        "score": 1.0,
+                        "subgoal": subgoals[k],
+                        "subgoal_index": k,
+                        "qa": qa,
+                        "camera": cam,
+                        "task": task,
+                        # a recoloured copy's original (embodied rerender): one episode, whatever its colours
+                        "source_demo": f"{path.stem}/{g.attrs.get('source_demo', name)}",
+                    }
                     if experience is None:
                         rec["qa_only"] = True
                     elif experience:

@@ -81,7 +81,9 @@ class DemoDataset(torch.utils.data.Dataset):
         else:
             keys = [k for k, _ in PROPRIO_KEYS["robosuite"] if k in obs]
             if not keys:
-                raise EmbodiedError(f"{where}/obs has neither 'proprio' nor robomimic's robot0_eef_pos/quat/gripper_qpos")
+                raise EmbodiedError(
+                    f"{where}/obs has neither 'proprio' nor robomimic's robot0_eef_pos/quat/gripper_qpos"
+                )
             proprio = np.concatenate([obs[k][()] for k in keys], axis=1)
         labels = None
         if "subgoals" in g.attrs and "subgoal_index" in g:

@@ -155,5 +155,8 @@ class EgoCOTDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         clip = load_clip(s["image"], s["root"], self.n_frames)
-        return {"video": torch.from_numpy(clip), **{k: s[k] for k in ("caption", "planning", "instruction", "score", "id", "qa")}}
+        return {
+            "video": torch.from_numpy(clip),
+            **{k: s[k] for k in ("caption", "planning", "instruction", "score", "id", "qa")},
+        }
 

@@ -17,7 +17,6 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from embodied.errors import EmbodiedError
 from embodied.io import atomic_path
 
 # How `proprio` splits into robomimic's low-dim keys, per backend.

@@ -84,8 +84,10 @@ def sample_frames(source: Path, start: int, end: int, n: int) -> np.ndarray:
         have = np.array(sorted(files))
         if have[0] > max(start, end):
             raise SkipSample(f"{source}: no frame at or before frame {end}")
-        picked = [int(have[min(np.searchsorted(have, i, side="right") - 1, len(have) - 1)]) if i >= have[0] else int(have[0])
-                  for i in idx]
+        picked = [
+            int(have[min(np.searchsorted(have, i, side="right") - 1, len(have) - 1)]) if i >= have[0] else int(have[0])
+            for i in idx
+        ]
         return np.stack([np.asarray(iio.imread(files[i]))[..., :3] for i in picked]).astype(np.uint8)
     return read_video(source, idx)
 
@@ -144,7 +146,11 @@ def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frame
             raise EmbodiedError(f"{where}: missing field(s) {missing}; expected an EgoPlan-Bench"
                                 f"{'2' if version == 2 else ''} sample (dataset=egoplan{'2' if version == 2 else ''})")
         if version == 2:
-            r = {**r, "question": EGOPLAN2_QUESTION.format(r["task_goal"]), "video_id": str(r["sample_id"]).split("_")[0]}
+            r = {
+                **r,
+                "question": EGOPLAN2_QUESTION.format(r["task_goal"]),
+                "video_id": str(r["sample_id"]).split("_")[0],
+            }
         label = _label(r["golden_choice_idx"], where)
         end = _frame(r["current_observation_frame"], "current_observation_frame", where)
         progress = r.get("task_progress_metadata") or []
@@ -165,7 +171,9 @@ def load_egoplan(path: str | Path, video_root: str | Path | None = None, n_frame
     return out
 
 
-def load_qa_jsonl(path: str | Path, n_frames: int = 8, strict: bool = True, problems: list[str] | None = None) -> list[dict]:
+def load_qa_jsonl(
+    path: str | Path, n_frames: int = 8, strict: bool = True, problems: list[str] | None = None
+) -> list[dict]:
     """Our JSONL: {"id", "video" (path, or a list of frame paths), "question", "answer"} or with
     "choices" and "label" (A-D or 0-3); optional "task_goal", "kind"."""
     from embodied.datasets.egocot import load_clip

@@ -73,8 +73,16 @@ def build_simqa(demo_paths: Sequence[str | Path], out_dir: str | Path, seed: int
         key = f"{d['path'].stem}_{d['name']}"
         subs, idx, task = d["subgoals"], d["index"], d["instruction"]
         first = save(_clip(d["frames"], 0, n_frames, frame_stride), f"{key}_t0000")
-        records.append({"id": f"{key}/plan", "kind": "plan", "video": first, "task_goal": task,
-                        "question": f"The task is: {task}. What is the plan from here?", "answer": format_plan(task, subs)})
+        records.append(
+            {
+                "id": f"{key}/plan",
+                "kind": "plan",
+                "video": first,
+                "task_goal": task,
+                "question": f"The task is: {task}. What is the plan from here?",
+                "answer": format_plan(task, subs),
+            }
+        )
         for t in sample_points(idx, 1):
             k = int(idx[t])
             video = first if t == 0 else save(_clip(d["frames"], t, n_frames, frame_stride), f"{key}_t{t:04d}")
@@ -105,5 +113,11 @@ def explain_record(frames: np.ndarray, subgoals: Sequence[str], instruction: str
     """(iv) from the frames of an episode that ends a few steps after the object was dropped."""
     at = next((x for x in subgoals if x.startswith("lift")), subgoals[0])
     video = save(_clip(frames, len(frames) - 1, n_frames, stride), f"explain_{key}")
-    return {"id": f"explain/{key}", "kind": "explain", "video": video, "task_goal": instruction,
-            "question": EXPLAIN_QUESTION.format(subgoal=at), "answer": explain_answer(subgoals, list(subgoals).index(at))}
+    return {
+        "id": f"explain/{key}",
+        "kind": "explain",
+        "video": video,
+        "task_goal": instruction,
+        "question": EXPLAIN_QUESTION.format(subgoal=at),
+        "answer": explain_answer(subgoals, list(subgoals).index(at)),
+    }

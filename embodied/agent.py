@@ -87,7 +87,9 @@ class EmbodiedAgent:
         if not plan.subgoals and self.plan is not None and self.plan.subgoals:
             # An unreadable re-plan must not replace a usable plan: keep going on the old one.
             self.steps_in_subgoal = 0
-            self._event(kind, plan=[], partial=True, reason=reason + " (the new plan had no steps; the previous one stands)")
+            self._event(
+                kind, plan=[], partial=True, reason=reason + " (the new plan had no steps; the previous one stands)"
+            )
             return
         self.plan, self.k, self.steps_in_subgoal, self.finished = plan, 0, 0, False
         if not self.task_steps:
@@ -212,5 +214,7 @@ def draw_text(frame: np.ndarray, text: str) -> np.ndarray:
         out = cv2.resize(out, (256, int(256 * h / w)), interpolation=cv2.INTER_NEAREST)
         h, w = out.shape[:2]
     cv2.rectangle(out, (0, 0), (w, int(18 * scale)), (0, 0, 0), -1)
-    cv2.putText(out, text[:60], (4, int(13 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        out, text[:60], (4, int(13 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.38 * scale, (255, 255, 255), 1, cv2.LINE_AA
+    )
     return out

@@ -7,7 +7,6 @@ Written into a temporary directory and renamed into place, so a killed save leav
 from __future__ import annotations
 
 import hashlib
-
 import json
 import shutil
 from pathlib import Path
@@ -62,8 +61,12 @@ def _save_llm(model: EmbodiedGPT, out: Path) -> None:
     wrapped = base.state_dict()
     state = {}
     for key in clean.state_dict():
-        for cand in (key, re.sub(r"\.self_attn\.", ".self_attn.model.", key), key.replace(".weight", ".base_layer.weight"),
-                     key.replace(".bias", ".base_layer.bias")):
+        for cand in (
+            key,
+            re.sub(r"\.self_attn\.", ".self_attn.model.", key),
+            key.replace(".weight", ".base_layer.weight"),
+            key.replace(".bias", ".base_layer.bias"),
+        ):
             if cand in wrapped:
                 state[key] = wrapped[cand]
                 break
@@ -146,7 +149,9 @@ def load_perception(path: str | Path):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         missing = [k for k, p in module.named_parameters() if p.requires_grad and k not in part]
         if missing:
-            raise EmbodiedError(f"{path}/model.safetensors: no weights for {prefix}{missing[0]} ({len(missing)} in all)")
+            raise EmbodiedError(
+                f"{path}/model.safetensors: no weights for {prefix}{missing[0]} ({len(missing)} in all)"
+            )
         module.load_state_dict(part, strict=False)
     return vision.eval(), eformer.eval(), tokenizer, _fingerprint(state, ("vision.", "eformer."))
 

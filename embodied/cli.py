@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embodied.errors import EmbodiedError
+from embodied.errors import EmbodiedError, watch_interrupts
 from embodied.io import atomic_path
 
 JOBS = {
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     job, overrides = args[0], args[1:]
+    watch_interrupts()
     try:
         if job not in JOBS:
             raise EmbodiedError(f"unknown job '{job}'; expected one of {list(JOBS)}")

@@ -15,7 +15,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-
 BUCKET = 64  # cache lengths are rounded up to a multiple of this, so prompts of similar length share a cache
 
 

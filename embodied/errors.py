@@ -57,3 +57,36 @@ def _fits(value, hint) -> bool:
     if hint is dict or origin is dict:
         return isinstance(value, dict)
     return True  # Any, nested configs (checked on their own), Literal: left to the code that reads them
+
+
+_interrupted = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def watch_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's default handler does, and is also remembered. An interrupt that
+    lands inside numba-compiled robosuite code (its controller) comes out as another exception, which a wrapper
+    that keeps a run going past simulator failures would take for one; `interrupted()` tells them apart.
+    A SIGINT that is ignored (a job started in the background) stays ignored."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def interrupted(exc: BaseException | None = None) -> bool:
+    """Whether Ctrl-C was pressed in this process, or caused `exc` (anywhere in its chain)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return _interrupted

@@ -46,7 +46,11 @@ def _plans(log: list[dict]) -> list[tuple[int, list[str], list[int]]]:
 
 def score_episode(res: dict) -> dict:
     """Per-episode counts; `aggregate` sums them over episodes."""
-    sub, trace, log = list(res.get("subgoals", [])), res.get("subgoal_trace") or [[0, 0, False]], res.get("agent_log", [])
+    sub, trace, log = (
+        list(res.get("subgoals", [])),
+        res.get("subgoal_trace") or [[0, 0, False]],
+        res.get("agent_log", []),
+    )
 
     def done_at(step: str, t: int) -> bool:
         return sim_done(step, sub, *sim_at(trace, t))
@@ -81,7 +85,11 @@ def score_episode(res: dict) -> dict:
     for e in log:
         if e["event"] == "failure":
             out["failures"] += 1
-            if e.get("cause") == "no_steps" or e.get("cause") == "regressed" and done_at(e["undone"], e.get("clip_t", e["t"])):
+            if (
+                e.get("cause") == "no_steps"
+                or e.get("cause") == "regressed"
+                and done_at(e["undone"], e.get("clip_t", e["t"]))
+            ):
                 out["spurious"] += 1
         elif e["event"] == "replan" and e["plan"]:
             index, success = sim_at(trace, e["t"])

@@ -149,7 +149,9 @@ class VisionEncoder(nn.Module):
                 bc.num_hidden_layers, bc.num_attention_heads, bc.intermediate_size)
         self.backbone = backbone
         if cfg.frames % cfg.temporal_patch:
-            raise EmbodiedError(f"model.vision.frames={cfg.frames} is not a multiple of temporal_patch={cfg.temporal_patch}")
+            raise EmbodiedError(
+                f"model.vision.frames={cfg.frames} is not a multiple of temporal_patch={cfg.temporal_patch}"
+            )
         conv2d = backbone.embeddings.patch_embedding
         t, p = cfg.temporal_patch, cfg.patch_size
         self.patch_embed3d = nn.Conv3d(3, cfg.hidden_size, (t, p, p), stride=(t, p, p), bias=conv2d.bias is not None)
@@ -330,7 +332,12 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
         super().__init__()
-        self.fc1, self.fc2, self.norm, self.dropout = nn.Linear(dim, hidden), nn.Linear(hidden, dim), nn.LayerNorm(dim, eps=1e-12), dropout
+        self.fc1, self.fc2, self.norm, self.dropout = (
+            nn.Linear(dim, hidden),
+            nn.Linear(hidden, dim),
+            nn.LayerNorm(dim, eps=1e-12),
+            dropout,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x + F.dropout(self.fc2(F.gelu(self.fc1(x))), self.dropout, self.training))
@@ -409,9 +416,18 @@ class EmbodiedFormer(nn.Module):
                 if getattr(layer, ours) is None:
                     continue
                 for proj in ("query", "key", "value"):
-                    mapped.update({f"layers.{i}.{ours}.{proj}.{w}": f"{pre}.{theirs}.attention.{proj}.{w}" for w in ("weight", "bias")})
-                mapped.update({f"layers.{i}.{ours}.dense.{w}": f"{pre}.{theirs}.output.dense.{w}" for w in ("weight", "bias")})
-                mapped.update({f"layers.{i}.{ours}.norm.{w}": f"{pre}.{theirs}.output.LayerNorm.{w}" for w in ("weight", "bias")})
+                    mapped.update(
+                        {
+                            f"layers.{i}.{ours}.{proj}.{w}": f"{pre}.{theirs}.attention.{proj}.{w}"
+                            for w in ("weight", "bias")
+                        }
+                    )
+                mapped.update(
+                    {f"layers.{i}.{ours}.dense.{w}": f"{pre}.{theirs}.output.dense.{w}" for w in ("weight", "bias")}
+                )
+                mapped.update(
+                    {f"layers.{i}.{ours}.norm.{w}": f"{pre}.{theirs}.output.LayerNorm.{w}" for w in ("weight", "bias")}
+                )
             # BLIP-2 keeps only the query FFN; the text FFN starts as its copy (both began as BERT's).
             for ffn in ("ffn_query", "ffn_text") if layer.ffn_text is not None else ("ffn_query",):
                 for w in ("weight", "bias"):
@@ -437,7 +453,9 @@ class EmbodiedFormer(nn.Module):
 # The whole model
 # ---------------------------------------------------------------------------------------------
 class EmbodiedGPT(nn.Module):
-    def __init__(self, cfg: EmbodiedGPTConfig, tokenizer=None, vision: nn.Module | None = None, llm: nn.Module | None = None):
+    def __init__(
+        self, cfg: EmbodiedGPTConfig, tokenizer=None, vision: nn.Module | None = None, llm: nn.Module | None = None
+    ):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.llm)
@@ -504,7 +522,9 @@ class EmbodiedGPT(nn.Module):
             post = tok(after.format(prompt=prompt), add_special_tokens=False)["input_ids"][-self.cfg.max_prompt_len:]
             ans = []
             if answers is not None:
-                ans = tok(answers[i], add_special_tokens=False)["input_ids"][: self.cfg.max_answer_len] + [tok.eos_token_id]
+                ans = tok(answers[i], add_special_tokens=False)["input_ids"][: self.cfg.max_answer_len] + [
+                    tok.eos_token_id
+                ]
             elif starts is not None and starts[i]:
                 ans = tok(starts[i], add_special_tokens=False)["input_ids"]
             emb = torch.cat([self._embed(pre), mapped[i], self._embed(post + ans)])
@@ -520,7 +540,7 @@ class EmbodiedGPT(nn.Module):
         n = max(len(s) for s in seqs)
         emb = torch.stack([F.pad(s, (0, 0, 0, n - len(s))) for s in seqs])  # right padding
         mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=self.device)
-        lab = torch.tensor([l + [-100] * (n - len(l)) for l in labels], device=self.device)
+        lab = torch.tensor([row + [-100] * (n - len(row)) for row in labels], device=self.device)
         return self.llm(inputs_embeds=emb, attention_mask=mask, labels=lab).loss
 
     def _queries(self, video, prompts, eformer_text, blind: bool, rows=None) -> torch.Tensor:

@@ -33,7 +33,9 @@ def make_env(cfg: Any):
     else:
         raise EmbodiedError(f"env.backend: unknown backend '{backend}'; expected one of {list(BACKENDS)}")
     if cfg.get("task") not in TASKS[backend]:
-        raise EmbodiedError(f"env.task: unknown {backend} task '{cfg.get('task')}'; expected one of {list(TASKS[backend])}")
+        raise EmbodiedError(
+            f"env.task: unknown {backend} task '{cfg.get('task')}'; expected one of {list(TASKS[backend])}"
+        )
     env = cls(cfg)
     if cfg.get("perturbation"):
         from embodied.envs.perturb import PerturbationWrapper

@@ -50,7 +50,8 @@ class EmbodiedEnv(gym.Env):
         bad = [c for c in self.camera_names if c not in self.cameras_available]
         if bad:
             raise EmbodiedError(
-                f"env.cameras: unknown camera '{bad[0]}' for {self.backend}; expected some of {list(self.cameras_available)}"
+                f"env.cameras: unknown camera '{bad[0]}' for {self.backend}; "
+                f"expected some of {list(self.cameras_available)}"
             )
         self.height, self.width = int(cfg.get("height", 128)), int(cfg.get("width", 128))
         self.horizon = int(cfg.get("horizon", 200))

@@ -13,14 +13,20 @@ _ROTATED = {"corner", "corner2", "corner3", "corner4"}
 
 # instruction, sub-goals; "pick" tasks follow reach/grasp/lift/<final>.
 TASKS = {
-    "assembly": ("put the round nut on the red peg",
-                 ["reach the round nut", "grasp the round nut", "lift the round nut", "place the round nut on the red peg"]),
-    "bin-picking": ("move the cube into the other bin",
-                    ["reach the cube", "grasp the cube", "lift the cube", "place the cube in the other bin"]),
+    "assembly": (
+        "put the round nut on the red peg",
+        ["reach the round nut", "grasp the round nut", "lift the round nut", "place the round nut on the red peg"],
+    ),
+    "bin-picking": (
+        "move the cube into the other bin",
+        ["reach the cube", "grasp the cube", "lift the cube", "place the cube in the other bin"],
+    ),
     "button-press-topdown": ("press the button from the top", ["reach the top of the button", "press the button down"]),
     "drawer-open": ("open the drawer", ["reach the drawer handle", "pull the drawer open"]),
-    "hammer": ("hammer the nail into the wall",
-               ["reach the hammer", "grasp the hammer", "lift the hammer", "hit the nail with the hammer"]),
+    "hammer": (
+        "hammer the nail into the wall",
+        ["reach the hammer", "grasp the hammer", "lift the hammer", "hit the nail with the hammer"],
+    ),
 }
 
 
@@ -59,7 +65,9 @@ class MetaWorldEnv(EmbodiedEnv):
             if cam not in CAMERAS:
                 raise EmbodiedError(f"env.fovy: unknown camera '{cam}'; expected some of {list(CAMERAS)}")
             if not isinstance(deg, (int, float)) or isinstance(deg, bool) or not 0 < deg < 180:
-                raise EmbodiedError(f"env.fovy.{cam}={deg!r}: expected a vertical field of view in degrees, between 0 and 180")
+                raise EmbodiedError(
+                    f"env.fovy.{cam}={deg!r}: expected a vertical field of view in degrees, between 0 and 180"
+                )
             m.cam_fovy[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cam)] = float(deg)
 
     def close(self) -> None:
@@ -115,7 +123,11 @@ class MetaWorldEnv(EmbodiedEnv):
     def _main_body(self):
         """The free body nearest to the task object's reported position."""
         m, d = self._mj()
-        free = [b for b in range(m.nbody) if m.body_jntadr[b] >= 0 and m.jnt_type[m.body_jntadr[b]] == mujoco.mjtJoint.mjJNT_FREE]
+        free = [
+            b
+            for b in range(m.nbody)
+            if m.body_jntadr[b] >= 0 and m.jnt_type[m.body_jntadr[b]] == mujoco.mjtJoint.mjJNT_FREE
+        ]
         if not free:
             return None
         return min(free, key=lambda b: np.linalg.norm(d.xpos[b] - self._mw_obs[4:7]))

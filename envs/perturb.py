@@ -69,8 +69,11 @@ class PerturbationWrapper(gym.Wrapper):
         else:
             ok = any(s.split()[0] == str(target) for s in subgoals)
         if not ok:
-            raise EmbodiedError(f"env.perturbation.at_subgoal={target!r}: the task '{self.env.unwrapped.task}' has no such "
-                                f"sub-goal; its sub-goals are {subgoals} (give an index or a sub-goal's first word, or env.perturbation=null)")
+            raise EmbodiedError(
+                f"env.perturbation.at_subgoal={target!r}: the task '{self.env.unwrapped.task}' has no such "
+                f"sub-goal; its sub-goals are {subgoals} "
+                "(give an index or a sub-goal's first word, or env.perturbation=null)"
+            )
 
     def _due(self) -> bool:
         if self.cfg.get("at_step") is not None:

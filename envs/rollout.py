@@ -5,7 +5,6 @@ so an interrupted evaluation resumes where it stopped.
 """
 from __future__ import annotations
 
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Sequence
@@ -15,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from embodied.envs import make_env
-from embodied.errors import EmbodiedError
+from embodied.errors import EmbodiedError, interrupted
 from embodied.io import append_jsonl, read_jsonl
 
 
@@ -51,6 +50,8 @@ class GuardedEnv(gym.Wrapper):
         try:
             obs, reward, term, trunc, info = self.env.step(action)
         except Exception as e:  # noqa: BLE001 -- any simulator failure ends only this episode
+            if interrupted(e):  # Ctrl-C, raised inside numba code, came out as another exception
+                raise KeyboardInterrupt from e
             self._broken = True
             obs, info = self._last
             return obs, 0.0, True, False, {**info, "success": False, "error": f"{type(e).__name__}: {e}"[:500]}
@@ -188,7 +189,6 @@ def run_episodes(
     infos = [slot_info(info, i) for i in range(n)]
     for i in range(n):
         traj[i] = _new_traj(slot(obs, i), infos[i], record, wants_video(i), frames_of, policies[i])
-    t0 = time.time()
     try:
         while any(c is not None for c in cur):
             active = [i for i in range(n) if cur[i] is not None]

@@ -15,7 +15,6 @@ taken back (a cube let go too high falls) while a miss costs one check. Saved be
 """
 from __future__ import annotations
 
-import json
 import re
 import zlib
 from collections import defaultdict
@@ -180,8 +179,9 @@ class DoneHead:
 def done_samples(model, dataset) -> list[tuple[str, torch.Tensor, bool, str, float]]:
     """(sub-goal, clip feature, finished?, demo, the LLM's log P(yes) - log P(no)) for every yes/no
     "Is '...' done?" question of an EgoCOT-format dataset (corpus records), the ViT run once per clip."""
-    from embodied.datasets.corpus import done_question
     from tqdm import tqdm
+
+    from embodied.datasets.corpus import done_question
 
     out = []
     with torch.no_grad():

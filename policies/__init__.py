@@ -25,7 +25,8 @@ def policy_classes() -> dict:
 
 
 def make_policy(cfg: dict, root: Path | None = None, where: str = "policy") -> Policy:
-    """A new policy from its config dict (type: egpt | global | cnn | state | pose); `where` names its source in errors."""
+    """A new policy from its config dict (type: egpt | global | cnn | state | pose); `where` names its source
+    in errors."""
     classes = policy_classes()
     kind = cfg.get("type")
     prefix = "policy." if where == "policy" else f"{where}: "  # a job's key, or a file's field

@@ -131,8 +131,10 @@ class Policy(nn.Module):
 
     def check_env(self, action_dim: int, proprio_dim: int) -> None:
         if (action_dim, proprio_dim) != (self.cfg.action_dim, self.cfg.proprio_dim):
-            raise EmbodiedError(f"policy made for actions ({self.cfg.action_dim},) and proprio ({self.cfg.proprio_dim},); "
-                                f"this env has actions ({action_dim},) and proprio ({proprio_dim},)")
+            raise EmbodiedError(
+                f"policy made for actions ({self.cfg.action_dim},) and proprio ({self.cfg.proprio_dim},); "
+                f"this env has actions ({action_dim},) and proprio ({proprio_dim},)"
+            )
 
     # -- files ----------------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:

@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
 from embodied.envs import make_env
 from embodied.envs.rollout import run_episode
-from embodied.planners import EmbodiedGPTPlanner, BlindPlanner, OraclePlanner, Plan
+from embodied.planners import BlindPlanner, EmbodiedGPTPlanner, OraclePlanner, Plan
 from embodied.policies import make_expert
-
-from conftest import run_cli
 
 DROP = {"kind": "drop", "at_subgoal": "lift", "delay": 3}
 
@@ -56,7 +55,9 @@ def test_a_replan_after_a_drop_is_held_to_what_is_undone(ground):
     if ground:  # it starts where the simulator is (the detector's answers), re-grasping, and the episode succeeds
         assert replan["grounded_from"].startswith("place") and replan["plan"][0].split()[0] in ("reach", "grasp")
         failure = next(e for e in agent.log if e["event"] == "failure")
-        assert failure["undone"] == replan["plan"][0] and f"'{failure['undone']}' is no longer done" in failure["reason"]
+        assert (
+            failure["undone"] == replan["plan"][0] and f"'{failure['undone']}' is no longer done" in failure["reason"]
+        )
         assert info["success"]
     else:  # placing a cube it does not hold: the episode fails
         assert replan["plan"][0].startswith("place") and "grounded_from" not in replan and not info["success"]
@@ -81,10 +82,10 @@ def test_agent_without_perturbation_follows_the_plan(background):
 def test_embodiedgpt_planner_in_the_loop(cls):
     """A random small model plans badly, but the loop must run on whatever it writes (partial plans too)."""
     import torch
+    from test_model import PLAN, small_cfg
 
     from embodied.modeling import EmbodiedGPT
     from embodied.tokenizer import train_tokenizer
-    from test_model import PLAN, small_cfg
 
     torch.manual_seed(0)
     model = EmbodiedGPT(small_cfg(), tokenizer=train_tokenizer([PLAN] * 5, 300))

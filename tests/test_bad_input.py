@@ -19,7 +19,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import EMBODIED, run_cli
 
 ASSETS = Path(__file__).resolve().parent.parent / "embodied" / "assets" / "tiny"
@@ -34,7 +33,10 @@ CASES = [
     (["collect", "env.task=Stak", "out={out}/d.hdf5"], "unknown robosuite task 'Stak'"),
     (["collect", "env.cameras=[wristcam]", "out={out}/d.hdf5"], "unknown camera 'wristcam'"),
     (["collect", "nope=3", "out={out}/d.hdf5"], "'nope' is not a key of this config"),
-    (["collect", "env=robosuite/lift", "expert=reactive", "out={out}/d.hdf5"], "no reactive expert for robosuite task 'Lift'"),
+    (
+        ["collect", "env=robosuite/lift", "expert=reactive", "out={out}/d.hdf5"],
+        "no reactive expert for robosuite task 'Lift'",
+    ),
     (["collect", "expert=magic", "out={out}/d.hdf5"], "magic"),
     (["collect", *LIFT, "n=abc", "out={out}/d.hdf5"], "n='abc': expected an integer"),
     (["collect", *LIFT, "n=1.5", "out={out}/d.hdf5"], "n=1.5: expected an integer"),
@@ -44,19 +46,29 @@ CASES = [
     (["collect", *LIFT, "video=maybe", "out={out}/d.hdf5"], "video='maybe': expected true or false"),
     (["collect", *LIFT, "max_attempts=many", "out={out}/d.hdf5"], "max_attempts='many': expected an integer"),
     (["collect", *LIFT, "out={out}/demos.txt"], "should end in .hdf5"),
-    (["collect", "env=robosuite/lift", "loop=true", "env.cameras=[]", "out={out}/d.hdf5"],
-     "loop=true: the loop watches a camera"),
+    (
+        ["collect", "env=robosuite/lift", "loop=true", "env.cameras=[]", "out={out}/d.hdf5"],
+        "loop=true: the loop watches a camera",
+    ),
     (["collect", *LIFT, "oracle_lag=-1", "out={out}/d.hdf5"], "oracle_lag: expected a number of checks >= 0"),
-    (["collect", *LIFT, "policy=tiny/policies/lift", "out={out}/d.hdf5"], "policy: a learned policy acts on the "
-     "loop's sub-goals; it needs loop=true"),
-    (["collect", "env=robosuite/lift", "loop=true", "policy=tiny/policies/stack_pose", "out={out}/d.hdf5"],
-     "policy made for robosuite Stack; env is robosuite Lift"),
-    (["collect", "env=robosuite/lift", "env.cameras=[agentview]", "video_camera=frontview", "out={out}/d.hdf5"],
-     "video_camera: 'frontview' is not one of env.cameras"),
+    (
+        ["collect", *LIFT, "policy=tiny/policies/lift", "out={out}/d.hdf5"],
+        "policy: a learned policy acts on the loop's sub-goals; it needs loop=true",
+    ),
+    (
+        ["collect", "env=robosuite/lift", "loop=true", "policy=tiny/policies/stack_pose", "out={out}/d.hdf5"],
+        "policy made for robosuite Stack; env is robosuite Lift",
+    ),
+    (
+        ["collect", "env=robosuite/lift", "env.cameras=[agentview]", "video_camera=frontview", "out={out}/d.hdf5"],
+        "video_camera: 'frontview' is not one of env.cameras",
+    ),
     (["collect", "n=[1", "out={out}/d.hdf5"], "no viable alternative at input '[1'"),
     (["collect", "+n=3", "out={out}/d.hdf5"], "Could not append to config. An item is already at 'n'"),
-    (["collect", *LIFT, "n=1", "noise=0.2", "out={in}/made.hdf5"],
-     "holds demos made with other settings (noise=0.2 here, 0.0 there)"),
+    (
+        ["collect", *LIFT, "n=1", "noise=0.2", "out={in}/made.hdf5"],
+        "holds demos made with other settings (noise=0.2 here, 0.0 there)",
+    ),
     (["collect", *LIFT, "n=2", "out={in}/made.hdf5"], "holds 1 demos made with these settings, not n=2"),
     (["collect", *LIFT, "n=1", "out={in}/foreign.hdf5"], "exists and was not made by collect"),
     (["colect"], "unknown job 'colect'"),
@@ -69,28 +81,71 @@ CASES = [
     (["rollout", *NO_LOOP, "policy.type=magic", "out={out}/r"], "policy.type: unknown 'magic'"),
     (["rollout", *NO_LOOP, "policy.type=learned", "out={out}/r"], "needs policy.path"),
     (["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/nowhere", "out={out}/r"], "nowhere"),
-    (["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/truncated_policy", "out={out}/r"],
-     "truncated_policy/model.safetensors: not a readable safetensors file"),
-    (["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/typo_policy", "out={out}/r"],
-     "typo_policy/config.json: hidden='big': expected an integer"),
-    (["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/garbled_policy", "out={out}/r"],
-     "garbled_policy/config.json: unreadable"),
+    (
+        ["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/truncated_policy", "out={out}/r"],
+        "truncated_policy/model.safetensors: not a readable safetensors file",
+    ),
+    (
+        ["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/typo_policy", "out={out}/r"],
+        "typo_policy/config.json: hidden='big': expected an integer",
+    ),
+    (
+        ["rollout", *NO_LOOP, "policy.type=learned", "policy.path={in}/garbled_policy", "out={out}/r"],
+        "garbled_policy/config.json: unreadable",
+    ),
     # a policy made for another task, camera set or frame size than the env gives: both named
-    (["rollout", "planner=none", "video=false", "env=robosuite/stack", "policy.type=learned",
-      "policy.path=tiny/policies/lift", "out={out}/r"], "policy made for robosuite Lift; env is robosuite Stack"),
-    (["rollout", "planner=none", "video=false", "env=robosuite/lift", "env.cameras=[agentview]",
-      "policy.type=learned", "policy.path=tiny/policies/lift", "out={out}/r"],
-     "policy reads camera ['robot0_eye_in_hand']; env.cameras is ['agentview']"),
-    (["rollout", "planner=none", "video=false", "env=robosuite/lift", "env.height=96", "env.width=96",
-      "policy.type=learned", "policy.path=tiny/policies/lift", "out={out}/r"],
-     "policy trained on 128x128 frames; env.height x env.width is 96x96"),
-    (["rollout", "planner.path={in}/truncated_planner", "n=1", "out={out}/r"],
-     "truncated_planner/model.safetensors: not a readable safetensors file"),
-    (["rollout", "planner.path={in}/typo_planner", "n=1", "out={out}/r"],
-     "typo_planner/config.json: vision.hidden_size='x': expected an integer"),
+    (
+        [
+            "rollout",
+            "planner=none",
+            "video=false",
+            "env=robosuite/stack",
+            "policy.type=learned",
+            "policy.path=tiny/policies/lift",
+            "out={out}/r",
+        ],
+        "policy made for robosuite Lift; env is robosuite Stack",
+    ),
+    (
+        [
+            "rollout",
+            "planner=none",
+            "video=false",
+            "env=robosuite/lift",
+            "env.cameras=[agentview]",
+            "policy.type=learned",
+            "policy.path=tiny/policies/lift",
+            "out={out}/r",
+        ],
+        "policy reads camera ['robot0_eye_in_hand']; env.cameras is ['agentview']",
+    ),
+    (
+        [
+            "rollout",
+            "planner=none",
+            "video=false",
+            "env=robosuite/lift",
+            "env.height=96",
+            "env.width=96",
+            "policy.type=learned",
+            "policy.path=tiny/policies/lift",
+            "out={out}/r",
+        ],
+        "policy trained on 128x128 frames; env.height x env.width is 96x96",
+    ),
+    (
+        ["rollout", "planner.path={in}/truncated_planner", "n=1", "out={out}/r"],
+        "truncated_planner/model.safetensors: not a readable safetensors file",
+    ),
+    (
+        ["rollout", "planner.path={in}/typo_planner", "n=1", "out={out}/r"],
+        "typo_planner/config.json: vision.hidden_size='x': expected an integer",
+    ),
     (["rollout", "planner=gpt", "out={out}/r"], "Could not find 'planner/gpt'"),
-    (["rollout", *NO_LOOP, "env.perturbation={kind: explode, at_step: 3}", "out={out}/r"],
-     "env.perturbation.kind: unknown 'explode'"),
+    (
+        ["rollout", *NO_LOOP, "env.perturbation={kind: explode, at_step: 3}", "out={out}/r"],
+        "env.perturbation.kind: unknown 'explode'",
+    ),
     (["rollout", "video_camera=frontview", "out={out}/r"], "video_camera: 'frontview' is not one of env.cameras"),
     # eval-plan
     (["eval-plan", "out={out}/e"], "dataset.path is not set"),
@@ -102,12 +157,16 @@ CASES = [
     (["train-policy", "out={out}/t"], "demos is not set"),
     (["train-policy", "demos={in}/nowhere.hdf5", "out={out}/t"], "nowhere.hdf5"),
     (["train-policy", "demos={in}/garbage.hdf5", "policy.type=state", "out={out}/t"], "garbage.hdf5"),
-    (["train-policy", "demos={in}/made.hdf5", "n_demos=9", "policy.type=state", "out={out}/t"],
-     "n_demos=9: {in}/made.hdf5 holds only 1 demos"),
+    (
+        ["train-policy", "demos={in}/made.hdf5", "n_demos=9", "policy.type=state", "out={out}/t"],
+        "n_demos=9: {in}/made.hdf5 holds only 1 demos",
+    ),
     (["train-policy", "demos={in}/made.hdf5", "policy.type=magic", "out={out}/t"], "policy.type='magic'"),
     (["train-policy", "demos={in}/made.hdf5", "epochs=ten", "out={out}/t"], "epochs='ten': expected an integer"),
-    (["train-policy", "demos={in}/made.hdf5", "policy.hidden=big", "out={out}/t"],
-     "policy.hidden='big': expected an integer"),
+    (
+        ["train-policy", "demos={in}/made.hdf5", "policy.hidden=big", "out={out}/t"],
+        "policy.hidden='big': expected an integer",
+    ),
     # rerender
     (["rerender", "out={out}/r.hdf5"], "demos is not set"),
     (["rerender", "demos={in}/made.hdf5", "out={in}/made.hdf5"], "is the input file"),
@@ -261,7 +320,7 @@ def _sigint_as_a_terminal_gives_it() -> None:
 def test_collect_interrupted_keeps_finished_demos(tmp_path):
     """Ctrl-C (SIGINT) keeps the finished demos for the rerun, says so, and exits 130."""
     out = tmp_path / "d.hdf5"
-    args = [*STACK, "n=3"]
+    args = [*STACK, "n=12"]  # long enough to outlast the signal on a fast machine
     proc = subprocess.Popen([*EMBODIED, "collect", *args, f"out={out}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_a_terminal_gives_it)
     parts = tmp_path / ".d.partial"
@@ -277,7 +336,8 @@ def test_collect_interrupted_keeps_finished_demos(tmp_path):
     r = run_cli("collect", *args, f"out={out}")
     assert r.returncode == 0, r.stderr[-2000:]
     with h5py.File(out) as f:
-        assert [int(f[f"data/demo_{i}"].attrs["seed"]) for i in range(3)] == [0, 1, 2]
+        seeds = [int(f[f"data/demo_{i}"].attrs["seed"]) for i in range(12)]
+    assert seeds == sorted(seeds) and {f"seed{s}.hdf5" for s in seeds} >= set(finished)
 
 
 def test_the_readme_displace_example_runs(tmp_path):

@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
 from embodied.envs.rollout import run_episodes
 from embodied.planners import make_planner
 from embodied.planners.batching import PlanBatcher
 from embodied.policies import make_expert
-
-from conftest import run_cli
 
 
 @pytest.fixture(scope="module")

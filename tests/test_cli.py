@@ -4,7 +4,9 @@ from conftest import run_cli
 def test_failed_collect_leaves_no_file(tmp_path):
     out = tmp_path / "d.hdf5"
     # Three steps cannot finish a Lift: every attempt fails, and nothing half-written remains.
-    r = run_cli("collect", "env=robosuite/lift", "env.cameras=[]", "env.horizon=3", "n=2", "max_attempts=2", f"out={out}")
+    r = run_cli(
+        "collect", "env=robosuite/lift", "env.cameras=[]", "env.horizon=3", "n=2", "max_attempts=2", f"out={out}"
+    )
     assert r.returncode == 2 and "only 0 of 2 demos succeeded" in r.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -4,12 +4,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from embodied.datasets import DemoDataset, read_video
 from embodied.envs import make_env
 from embodied.errors import EmbodiedError
-
-from conftest import run_cli
 
 
 def test_collect_writes_robomimic_layout(lift_demos):
@@ -17,7 +16,9 @@ def test_collect_writes_robomimic_layout(lift_demos):
         data = f["data"]
         assert data.attrs["total"] == sum(data[d].attrs["num_samples"] for d in data)
         env_args = json.loads(data.attrs["env_args"])
-        assert env_args["env_name"] == "Lift" and env_args["type"] == 1 and "controller_configs" in env_args["env_kwargs"]
+        assert (
+            env_args["env_name"] == "Lift" and env_args["type"] == 1 and "controller_configs" in env_args["env_kwargs"]
+        )
         demo = data["demo_0"]
         n = demo.attrs["num_samples"]
         for key in ("actions", "rewards", "dones", "states", "subgoal_index"):
@@ -31,7 +32,11 @@ def test_collect_writes_robomimic_layout(lift_demos):
         assert json.loads(demo.attrs["subgoals"]) == ["reach the red cube", "grasp the red cube", "lift the red cube"]
         labels = demo["subgoal_index"][()]
         assert labels[0] == 0 and labels[-1] == 2 and set(labels) == {0, 1, 2}
-        assert [m.decode() for m in f["mask/train"]] + [m.decode() for m in f["mask/valid"]] == ["demo_0", "demo_1", "demo_2"]
+        assert [m.decode() for m in f["mask/train"]] + [m.decode() for m in f["mask/valid"]] == [
+            "demo_0",
+            "demo_1",
+            "demo_2",
+        ]
         assert demo.attrs["model_file"].startswith("<mujoco")
         video = lift_demos.parent / demo.attrs["video"]
     frames = read_video(video)
@@ -55,7 +60,9 @@ def test_loader_yields_clips(lift_demos):
     item = ds[5]
     assert item["rgb"]["robot0_eye_in_hand"].shape == (4, 64, 64, 3)
     assert item["proprio"].shape == (9,) and item["action"].shape == (7,)
-    assert item["subgoal"] in ("reach the red cube", "grasp the red cube") and item["instruction"] == "lift the red cube"
+    assert (
+        item["subgoal"] in ("reach the red cube", "grasp the red cube") and item["instruction"] == "lift the red cube"
+    )
     first = ds[0]["rgb"]["agentview"]
     assert torch.equal(first[0], first[-1])  # before the start the first frame repeats
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)))

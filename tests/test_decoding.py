@@ -2,12 +2,11 @@
 with every adapter, left padding, forced answer starts and EOS; one cache reused across a plan and its re-plan."""
 import pytest
 import torch
+from test_model import adapted_model, tok, video  # noqa: F401  (tok is a fixture)
 
 from embodied.datasets.egocot import plan_start
 from embodied.decoding import GreedyDecoder, prefix_cache
 from embodied.modeling import plan_prompt
-
-from test_model import adapted_model, tok, video  # noqa: F401  (tok is a fixture)
 
 
 def _both(m, v, prompts, starts, n):

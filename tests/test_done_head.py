@@ -6,11 +6,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from embodied.errors import EmbodiedError
 from embodied.planners.done_head import HEAD_FILE, INFO_FILE, DoneHead, kind
-
-from conftest import run_cli
 
 
 def _samples(rng, subgoal, n, shift, demos=31, lm=None):
@@ -84,13 +83,24 @@ def test_train_done_job_writes_a_head_the_planner_decides_by(lift_demos, tmp_pat
     info = json.loads((planner / INFO_FILE).read_text())
     report = info["report"]["kinds"]
     assert {"reach the cube", "grasp the cube", "lift the cube"} <= set(report)  # every kind the corpus asks about
-    assert all(k in info["kinds"] for k, r in report.items() if r["probe"]) and "[train-done] 'lift the cube'" in r.stdout
+    assert (
+        all(k in info["kinds"] for k, r in report.items() if r["probe"]) and "[train-done] 'lift the cube'" in r.stdout
+    )
     p = EmbodiedGPTPlanner.from_pretrained(planner)
     assert set(p.done_head.probes) == set(info["kinds"]) and len(BlindPlanner.from_pretrained(planner).done_head) == 0
     # Where a probe answers, its decision is the planner's whatever the LLM says; other kinds stay the LLM's.
     dim = p.model.cfg.vision.hidden_size * 8
-    p.done_head = DoneHead({"lift the cube": {"mean": torch.zeros(dim), "std": torch.ones(dim), "weight": torch.zeros(dim),
-                                              "bias": torch.zeros(1), "threshold": torch.tensor([0.0])}})
+    p.done_head = DoneHead(
+        {
+            "lift the cube": {
+                "mean": torch.zeros(dim),
+                "std": torch.ones(dim),
+                "weight": torch.zeros(dim),
+                "bias": torch.zeros(1),
+                "threshold": torch.tensor([0.0]),
+            }
+        }
+    )
     clip = np.zeros((8, 64, 64, 3), np.uint8)
     llm = EmbodiedGPTPlanner(p.model).are_done(clip, ["lift the red cube", "reach the red cube"])
     for t, want in ((-1e9, True), (1e9, False)):

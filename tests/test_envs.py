@@ -63,7 +63,11 @@ def test_stack_variety_names_colors_in_language():
         _, info = env.reset(seed=seed)
         words = info["instruction"].split()
         a, b = words[2], words[6]  # "stack the <a> cube on the <b> cube"
-        assert a != b and f"grasp the {a} cube" in info["subgoals"] and info["subgoals"][3] == f"place the {a} cube on the {b} cube"
+        assert (
+            a != b
+            and f"grasp the {a} cube" in info["subgoals"]
+            and info["subgoals"][3] == f"place the {a} cube on the {b} cube"
+        )
         seen.add((a, b))
     assert len(seen) > 2
     _, info = _env("robosuite", "Stack", cameras=[]).reset(seed=0)
@@ -96,7 +100,9 @@ def test_sim_state_rerenders_observation():
 def test_a_perturbation_at_a_subgoal_the_task_lacks_is_an_error():
     env = make_env({"backend": "robosuite", "task": "Door", "cameras": [],
                     "perturbation": {"kind": "drop", "at_subgoal": "lift"}})
-    with pytest.raises(EmbodiedError, match=r"at_subgoal='lift': the task 'Door' has no such sub-goal; its sub-goals are \['reach"):
+    with pytest.raises(
+        EmbodiedError, match=r"at_subgoal='lift': the task 'Door' has no such sub-goal; its sub-goals are \['reach"
+    ):
         env.reset(seed=0)
     # at_step decides alone when it is set (rollout.yaml's at_subgoal stays merged in under an override)
     make_env({"backend": "robosuite", "task": "Door", "cameras": [],

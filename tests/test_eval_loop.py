@@ -3,15 +3,14 @@ simulator, and the eval-loop job writes its outputs and resumes."""
 import json
 
 import numpy as np
+from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
 from embodied.envs import make_env
 from embodied.envs.rollout import run_episode, run_episodes
 from embodied.loop_metrics import aggregate, score_episode
-from embodied.planners import OraclePlanner, Plan
+from embodied.planners import OraclePlanner
 from embodied.policies import make_expert
-
-from conftest import run_cli
 
 STACK = {"backend": "robosuite", "task": "Stack", "cameras": [], "horizon": 200, "variety": True}
 
@@ -72,8 +71,11 @@ def test_scores_against_the_simulator():
     s = score_episode(_record(log, checks, trace, sub))
     assert s["first_plan_exact"] and s["first_plan_step_acc"] == 1.0
     assert (s["tp"], s["fp"], s["fn"], s["tn"]) == (2, 1, 0, 4)
-    assert s["by_step"] == {"reach": {"tp": 2, "fp": 0, "fn": 0, "tn": 2}, "grasp": {"tp": 0, "fp": 1, "fn": 0, "tn": 1},
-                            "lift": {"tp": 0, "fp": 0, "fn": 0, "tn": 1}}  # the same checks, per step
+    assert s["by_step"] == {
+        "reach": {"tp": 2, "fp": 0, "fn": 0, "tn": 2},
+        "grasp": {"tp": 0, "fp": 1, "fn": 0, "tn": 1},
+        "lift": {"tp": 0, "fp": 0, "fn": 0, "tn": 1},
+    }  # the same checks, per step
     assert s["delays"] == [3, 5]  # reach at t=13 (done since 10), reach again at 55 (done since 50)
     assert s["spurious"] == 1 and s["failures"] == 2
     assert (s["replans_scored"], s["replan_first_ok"]) == (2, 1)
@@ -113,7 +115,10 @@ def test_eval_loop_job_writes_scores_plots_videos_and_resumes(tmp_path):
     assert none["done"]["f1"] == 1.0 and drop["perturbed_episodes"] == 2
     assert "skill" in summary["controller"]
     assert "| drop | oracle |" in (tmp_path / "results.md").read_text()
-    assert "Done detection per step" in (tmp_path / "results.md").read_text() and none["done_by_step"]["reach"]["f1"] == 1.0
+    assert (
+        "Done detection per step" in (tmp_path / "results.md").read_text()
+        and none["done_by_step"]["reach"]["f1"] == 1.0
+    )
     cell = tmp_path / "drop" / "oracle"
     assert len((cell / "episodes.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in (cell / "plots").iterdir()) == ["seed500000.png", "seed500001.png"]

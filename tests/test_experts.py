@@ -2,10 +2,9 @@
 import pytest
 
 from embodied.envs import TASKS, make_env
-from embodied.errors import EmbodiedError
 from embodied.envs.rollout import run_episode
+from embodied.errors import EmbodiedError
 from embodied.policies import make_expert
-
 
 CASES = [(b, t) for b, ts in TASKS.items() for t in ts]
 

@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import EMBODIED, run_cli
 
 FAST = ["rollout", "env=robosuite/lift", "planner=none", "policy.type=expert", "env.cameras=[]", "video=false",
@@ -106,7 +105,8 @@ def test_ray_shards_give_the_inline_results(inline_run, tmp_path):
 
 
 def test_launcher_ray_without_a_cluster_is_one_error_line(tmp_path):
-    """With ray installed: no cluster at RAY_ADDRESS; without it: what to install. Either way exit 2, nothing written."""
+    """With ray installed: no cluster at RAY_ADDRESS; without it: what to install. Either way exit 2,
+    nothing written."""
     env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}  # nothing listens on the discard port
     r = subprocess.run([*EMBODIED, *FAST, "n=2", "launcher=ray", f"out={tmp_path / 'o'}"], capture_output=True,
                        text=True, timeout=300, env=env)

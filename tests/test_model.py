@@ -5,8 +5,17 @@ import torch
 
 from embodied.datasets.egocot import format_plan, plan_start
 from embodied.errors import EmbodiedError
-from embodied.modeling import (AdapterConfig, EFormerConfig, EmbodiedGPT, EmbodiedGPTConfig, LLMConfig,
-                               VisionConfig, VisionEncoder, count_parameters, plan_prompt)
+from embodied.modeling import (
+    AdapterConfig,
+    EFormerConfig,
+    EmbodiedGPT,
+    EmbodiedGPTConfig,
+    LLMConfig,
+    VisionConfig,
+    VisionEncoder,
+    count_parameters,
+    plan_prompt,
+)
 from embodied.tokenizer import train_tokenizer
 
 PLAN = format_plan("stack the red cube on the green cube",
@@ -20,10 +29,15 @@ def tok():
 
 def small_cfg(adapter="adaption_prompt") -> EmbodiedGPTConfig:
     return EmbodiedGPTConfig(
-        vision=VisionConfig(image_size=32, patch_size=16, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-        eformer=EFormerConfig(num_queries=4, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0),
+        vision=VisionConfig(
+            image_size=32, patch_size=16, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64
+        ),
+        eformer=EFormerConfig(
+            num_queries=4, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, dropout=0.0
+        ),
         llm=LLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-        adapter=AdapterConfig(type=adapter, adapter_len=3, adapter_layers=2, num_virtual_tokens=3))
+        adapter=AdapterConfig(type=adapter, adapter_len=3, adapter_layers=2, num_virtual_tokens=3),
+    )
 
 
 def adapted_model(tok, adapter: str) -> EmbodiedGPT:
@@ -63,7 +77,9 @@ def test_frozen_parts_get_no_gradient_and_stay_in_eval(tok):
     assert not m.vision.backbone.training
     loss = m(video(), [plan_prompt("a"), plan_prompt("b")], [PLAN, "Task: x."])
     loss.backward()
-    frozen = [p for p in m.vision.backbone.parameters()] + [p for n, p in m.llm.named_parameters() if "adaption" not in n]
+    frozen = [p for p in m.vision.backbone.parameters()] + [
+        p for n, p in m.llm.named_parameters() if "adaption" not in n
+    ]
     assert all(not p.requires_grad and p.grad is None for p in frozen)
     for mod in (m.vision.patch_embed3d, m.eformer.layers[0].cross_attn, m.mapping):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
@@ -79,7 +95,7 @@ def test_loss_covers_answer_tokens_only(tok):
     seqs, labels = m._sequences(q, [plan_prompt("lift")], ["Task: lift."])
     answer = tok("Task: lift.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert len(seqs[0]) == len(labels[0])
-    assert [l for l in labels[0] if l != -100] == answer
+    assert [t for t in labels[0] if t != -100] == answer
     assert labels[0][-len(answer):] == answer
 
 
@@ -221,9 +237,15 @@ def test_eformer_from_blip2_checkpoint(tok, tmp_path):
     m = EmbodiedGPT(cfg, tokenizer=tok)
     sd = blip.state_dict()
     torch.testing.assert_close(m.eformer.query_tokens, sd["query_tokens"])
-    torch.testing.assert_close(m.eformer.layers[0].cross_attn.key.weight, sd["qformer.encoder.layer.0.crossattention.attention.key.weight"])
-    torch.testing.assert_close(m.eformer.layers[1].self_attn.dense.bias, sd["qformer.encoder.layer.1.attention.output.dense.bias"])
-    torch.testing.assert_close(m.eformer.layers[0].ffn_text.fc1.weight, sd["qformer.encoder.layer.0.intermediate_query.dense.weight"])
+    torch.testing.assert_close(
+        m.eformer.layers[0].cross_attn.key.weight, sd["qformer.encoder.layer.0.crossattention.attention.key.weight"]
+    )
+    torch.testing.assert_close(
+        m.eformer.layers[1].self_attn.dense.bias, sd["qformer.encoder.layer.1.attention.output.dense.bias"]
+    )
+    torch.testing.assert_close(
+        m.eformer.layers[0].ffn_text.fc1.weight, sd["qformer.encoder.layer.0.intermediate_query.dense.weight"]
+    )
     assert m.eformer.layers[1].cross_attn is None  # BLIP-2's rule: cross-attention on every 2nd layer
 
 

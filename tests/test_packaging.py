@@ -29,5 +29,8 @@ def test_wheel_install_imports_outside_repo(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(target))
     r = _import_from(tmp_path, env)
     envs_file, configs = r.stdout.split()
-    assert envs_file.startswith(str(target)) and (target / "embodied" / "configs" / "env" / "robosuite" / "stack.yaml").exists()
+    assert (
+        envs_file.startswith(str(target))
+        and (target / "embodied" / "configs" / "env" / "robosuite" / "stack.yaml").exists()
+    )
     assert configs.startswith(str(target))

@@ -6,20 +6,44 @@ from conftest import run_cli
 
 
 def test_pipeline_runs_every_step_and_resumes(tmp_path):
-    args = ["pipeline", f"out={tmp_path}", "tasks=[robosuite/lift]", "policy_tasks=[robosuite/lift,robosuite/stack]",
-            "state_policy_tasks=[robosuite/stack]", "state_policy.n_demos=2", "state_policy.epochs=1",
-            "state_policy.eval_every=1", "state_policy.workers=1", "n_demos=2",
-            "n_heldout=1", "steps.lm=3", "steps.align=2", "steps.plan=2", "policy_epochs=1", "policy_eval_every=1",
-            "eval_episodes=1", "eval_horizon=10", "policy_aug_views=1",
-            "~loop_demos", "+loop_demos={robosuite/lift: {none: 1, drop_lift: 1, late: 1}}", "loop_eval.tasks=[robosuite/lift]",
-            "loop_eval.conditions=[none]", "loop_eval.n=1", "recolour=1", "done_head.tasks=[robosuite/lift]",
-            "~detector", "+detector={demos: {robosuite/lift: {none: 2}}, seed: 60000, steps: 2, per_demo: 3, workers: 1}"]
+    args = [
+        "pipeline",
+        f"out={tmp_path}",
+        "tasks=[robosuite/lift]",
+        "policy_tasks=[robosuite/lift,robosuite/stack]",
+        "state_policy_tasks=[robosuite/stack]",
+        "state_policy.n_demos=2",
+        "state_policy.epochs=1",
+        "state_policy.eval_every=1",
+        "state_policy.workers=1",
+        "n_demos=2",
+        "n_heldout=1",
+        "steps.lm=3",
+        "steps.align=2",
+        "steps.plan=2",
+        "policy_epochs=1",
+        "policy_eval_every=1",
+        "eval_episodes=1",
+        "eval_horizon=10",
+        "policy_aug_views=1",
+        "~loop_demos",
+        "+loop_demos={robosuite/lift: {none: 1, drop_lift: 1, late: 1}}",
+        "loop_eval.tasks=[robosuite/lift]",
+        "loop_eval.conditions=[none]",
+        "loop_eval.n=1",
+        "recolour=1",
+        "done_head.tasks=[robosuite/lift]",
+        "~detector",
+        "+detector={demos: {robosuite/lift: {none: 2}}, seed: 60000, steps: 2, per_demo: 3, workers: 1}",
+    ]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     p = json.loads((tmp_path / "pipeline.json").read_text())
     names = [s["step"] for s in p["steps"]]
     assert names[:2] == ["collect lift.hdf5", "collect lift_heldout.hdf5"] and "train-planner plan" in names
-    assert {"collect loop_lift_none.hdf5", "collect loop_lift_drop_lift.hdf5", "collect loop_lift_late.hdf5"} <= set(names)
+    assert {"collect loop_lift_none.hdf5", "collect loop_lift_drop_lift.hdf5", "collect loop_lift_late.hdf5"} <= set(
+        names
+    )
     import h5py  # the loop's own demos; `late` is the oracle's lag, not a perturbation of the env
 
     with h5py.File(tmp_path / "demos" / "loop_lift_late.hdf5") as f:
@@ -29,7 +53,9 @@ def test_pipeline_runs_every_step_and_resumes(tmp_path):
     assert {"eval_plan_egpt", "eval_plan_blind", "loop_lift", "loop_stack", "eval_loop_lift"} <= set(p["results"])
     assert {"collect stack_state.hdf5", "train-policy stack (state)"} <= set(names)  # its own camera-less demos
     assert json.loads((tmp_path / "policies" / "stack" / "best" / "config.json").read_text())["type"] == "state"
-    assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (tmp_path / "plan" / "checkpoint" / "vision").is_dir()
+    assert (tmp_path / "plan" / "checkpoint" / "llm").is_dir() and (
+        tmp_path / "plan" / "checkpoint" / "vision"
+    ).is_dir()
     assert {"rerender done_loop_lift_late.hdf5", "train-done (the planner's success detector)"} <= set(names)
     assert "kinds" in json.loads((tmp_path / "plan" / "checkpoint" / "done_head.json").read_text())
     assert {"collect detector_lift_none.hdf5", "train-detector (the planner's success detector)"} <= set(names)

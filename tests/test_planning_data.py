@@ -4,13 +4,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from embodied.datasets.egocot import EgoCOTDataset
 from embodied.datasets.video import write_video
 from embodied.errors import EmbodiedError
 from embodied.planners import parse_plan
-
-from conftest import run_cli
 
 
 def test_egocot_json_and_jsonl_with_npy_and_video(tmp_path):
@@ -54,7 +53,7 @@ def test_corpus_from_demos(lift_demos, tmp_path):
     r = run_cli("corpus", f"demos=[{lift_demos}]", f"out={tmp_path / 'c'}")
     assert r.returncode == 0, r.stderr[-2000:]
     ds = EgoCOTDataset(tmp_path / "c" / "egocot.jsonl")
-    recs = [json.loads(l) for l in open(tmp_path / "c" / "egocot.jsonl")]
+    recs = [json.loads(line) for line in open(tmp_path / "c" / "egocot.jsonl")]
     assert len(ds) == len(recs) >= 3 * 3
     assert {r["task"] for r in recs} == {"Lift"} and ds.samples[0]["task"] == "Lift"  # what balance_tasks groups by
     lengths = set()
@@ -127,15 +126,32 @@ def test_late_oracle_demos_show_held_steps(tmp_path):
     import h5py
 
     demos = tmp_path / "lift.hdf5"
-    base = ["collect", "env=robosuite/lift", "expert=skill", "loop=true", "n=1", "seed=0", "env.cameras=[robot0_eye_in_hand]",
-            "env.height=48", "env.width=48", "video=false", f"out={demos}"]
+    base = [
+        "collect",
+        "env=robosuite/lift",
+        "expert=skill",
+        "loop=true",
+        "n=1",
+        "seed=0",
+        "env.cameras=[robot0_eye_in_hand]",
+        "env.height=48",
+        "env.width=48",
+        "video=false",
+        f"out={demos}",
+    ]
     r = run_cli(*base, "oracle_lag=-1")
-    assert r.returncode == 2 and "oracle_lag: expected a number of checks >= 0, got -1" in r.stderr and not demos.exists()
+    assert (
+        r.returncode == 2 and "oracle_lag: expected a number of checks >= 0, got -1" in r.stderr and not demos.exists()
+    )
     r = run_cli(*base, "oracle_lag=5")
     assert r.returncode == 0, r.stderr[-2000:]
     with h5py.File(demos) as f:
         g = f["data/demo_0"]
-        log, indices, subgoals = json.loads(g.attrs["agent_log"]), g["subgoal_index"][()], json.loads(g.attrs["subgoals"])
+        log, indices, subgoals = (
+            json.loads(g.attrs["agent_log"]),
+            g["subgoal_index"][()],
+            json.loads(g.attrs["subgoals"]),
+        )
     done_at = {e["subgoal"]: e["t"] for e in log if e["event"] == "done"}
     finished_at = {subgoals[j]: int(np.argmax(indices > j)) for j in range(len(subgoals) - 1)}
     late = [s for s in done_at if done_at[s] - finished_at[s] > 6]  # later than the next check would have seen it

@@ -5,15 +5,23 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from embodied.datasets.qa import load_egoplan, load_qa_jsonl
 from embodied.datasets.video import write_video
 from embodied.errors import EmbodiedError
 from embodied.planners import parse_plan
-from embodied.planners.metrics import (bleu, cider_d, colour_correct, executability, lcs_similarity, plan_exact,
-                                       rouge_l, subgoal_accuracy, tokens)
-
-from conftest import run_cli
+from embodied.planners.metrics import (
+    bleu,
+    cider_d,
+    colour_correct,
+    executability,
+    lcs_similarity,
+    plan_exact,
+    rouge_l,
+    subgoal_accuracy,
+    tokens,
+)
 
 HYPS = ["Task: stack the red cube. Plan: Step 1: reach the red cube. Step 2: grasp it.", "open the drawer now",
         "pick up the can and put it in the bin please", "lift", "Actions: 1. reach(red cube) 2. grasp(red cube)"]
@@ -34,7 +42,9 @@ def test_metrics_match_reference_implementations():
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     ref = np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(HYPS, REFS)])
     assert rouge_l(HYPS, REFS) == pytest.approx(ref, abs=1e-6)
-    ref, _ = Cider().compute_score({i: [joined(r)] for i, r in enumerate(REFS)}, {i: [joined(h)] for i, h in enumerate(HYPS)})
+    ref, _ = Cider().compute_score(
+        {i: [joined(r)] for i, r in enumerate(REFS)}, {i: [joined(h)] for i, h in enumerate(HYPS)}
+    )
     assert cider_d(HYPS, [[r] for r in REFS]) == pytest.approx(ref, abs=1e-6)
     assert bleu(REFS, [[r] for r in REFS], 4) == pytest.approx(1.0)
 
@@ -94,7 +104,9 @@ def test_egoplan_loader_never_samples_after_the_current_frame(tmp_path):
     recs = json.loads(path.read_text())
     recs[1]["current_observation_frame"] = "end"
     path.write_text(json.dumps(recs))
-    with pytest.raises(EmbodiedError, match=r"egoplan.json: sample 2: current_observation_frame='end': expected a frame number"):
+    with pytest.raises(
+        EmbodiedError, match=r"egoplan.json: sample 2: current_observation_frame='end': expected a frame number"
+    ):
         load_egoplan(path, tmp_path / "vids")
 
 
@@ -124,7 +136,9 @@ def test_qa_bad_input(tmp_path):
     problems = []
     s = load_qa_jsonl(bad, strict=False, problems=problems)
     assert len(s) == 2 and len(problems) == 1 and s[1]["label"] == 1
-    (tmp_path / "label.jsonl").write_text('{"video": "a.npy", "question": "q", "choices": ["a","b","c","d"], "label": "E"}\n')
+    (tmp_path / "label.jsonl").write_text(
+        '{"video": "a.npy", "question": "q", "choices": ["a","b","c","d"], "label": "E"}\n'
+    )
     with pytest.raises(EmbodiedError, match=r"label.jsonl:1: choice label 'E' is not one of A, B, C, D"):
         load_qa_jsonl(tmp_path / "label.jsonl")
 
@@ -132,16 +146,20 @@ def test_qa_bad_input(tmp_path):
 def test_simqa_and_eval_plan(lift_demos, tmp_path):
     r = run_cli("simqa", f"demos=[{lift_demos}]", f"out={tmp_path / 'q'}", "explain_episodes=1")
     assert r.returncode == 0, r.stderr[-2000:]
-    r2 = run_cli("simqa", f"demos=[{lift_demos}]", f"out={tmp_path / 'q2'}", "explain_episodes=1")
-    assert (tmp_path / "q" / "simqa.jsonl").read_text() == (tmp_path / "q2" / "simqa.jsonl").read_text()  # deterministic
-    recs = [json.loads(l) for l in open(tmp_path / "q" / "simqa.jsonl")]
+    run_cli("simqa", f"demos=[{lift_demos}]", f"out={tmp_path / 'q2'}", "explain_episodes=1")
+    assert (tmp_path / "q" / "simqa.jsonl").read_text() == (
+        tmp_path / "q2" / "simqa.jsonl"
+    ).read_text()  # deterministic
+    recs = [json.loads(line) for line in open(tmp_path / "q" / "simqa.jsonl")]
     kinds = {r["kind"] for r in recs}
     assert kinds == {"plan", "next", "done", "explain"}
     for r in recs:
         if r["kind"] == "next":
             assert len(set(r["choices"])) == 4 and r["label"] in "ABCD"
     # the oracle answers with the references: every metric at its maximum
-    r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}")
+    r = run_cli(
+        "eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((tmp_path / "o" / "summary.json").read_text())["metrics"]
     assert m["next"]["accuracy_likelihood"] == 1.0 and m["done"]["accuracy_likelihood"] == 1.0
@@ -151,11 +169,16 @@ def test_simqa_and_eval_plan(lift_demos, tmp_path):
     r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", "shards=3",
                 f"out={tmp_path / 'o3'}")
     assert r.returncode == 0, r.stderr[-2000:]
-    preds = [{json.dumps(json.loads(l), sort_keys=True) for l in open(tmp_path / d / "predictions.jsonl")} for d in ("o", "o3")]
+    preds = [
+        {json.dumps(json.loads(line), sort_keys=True) for line in open(tmp_path / d / "predictions.jsonl")}
+        for d in ("o", "o3")
+    ]
     assert preds[0] == preds[1] and not list((tmp_path / "o3").glob("predictions.shard*"))
     assert json.loads((tmp_path / "o3" / "summary.json").read_text())["metrics"] == m
     n = len(open(tmp_path / "o" / "predictions.jsonl").readlines())
-    r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}")
+    r = run_cli(
+        "eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=oracle", f"out={tmp_path / 'o'}"
+    )
     assert len(open(tmp_path / "o" / "predictions.jsonl").readlines()) == n  # a rerun skips finished samples
     # ... but only a rerun of the same evaluation: another planner into that folder would be scored on these
     r = run_cli("eval-plan", f"dataset.path={tmp_path / 'q' / 'simqa.jsonl'}", "planner.type=blind",
@@ -175,15 +198,24 @@ def test_parse_letter():
 
 
 def test_eval_plan_with_a_model_and_missing_videos(tmp_path):
+    from test_model import PLAN, small_cfg
+
     from embodied.modeling import EmbodiedGPT
     from embodied.tokenizer import train_tokenizer
-    from test_model import PLAN, small_cfg
 
     EmbodiedGPT(small_cfg(), tokenizer=train_tokenizer([PLAN] * 5, 300)).save_pretrained(tmp_path / "ckpt")
     path, _ = _egoplan(tmp_path)
     for kind in ("egpt", "blind"):
-        r = run_cli("eval-plan", "dataset=egoplan", f"dataset.path={path}", f"dataset.video_root={tmp_path / 'vids'}",
-                    f"planner.type={kind}", f"planner.path={tmp_path / 'ckpt'}", "max_new_tokens=4", f"out={tmp_path / kind}")
+        r = run_cli(
+            "eval-plan",
+            "dataset=egoplan",
+            f"dataset.path={path}",
+            f"dataset.video_root={tmp_path / 'vids'}",
+            f"planner.type={kind}",
+            f"planner.path={tmp_path / 'ckpt'}",
+            "max_new_tokens=4",
+            f"out={tmp_path / kind}",
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         s = json.loads((tmp_path / kind / "summary.json").read_text())
         assert s["evaluated"] == 2 and s["skipped_missing_video"] == 1 and "gone" in r.stdout

@@ -3,13 +3,12 @@ global-feature and CNN baselines; interface, frozen perception, chunking, saving
 import numpy as np
 import pytest
 import torch
+from test_model import PLAN, small_cfg
 
 from embodied.errors import EmbodiedError
 from embodied.modeling import EmbodiedGPT
 from embodied.policies import load_policy, make_policy
 from embodied.policies.base import random_shift
-
-from test_model import PLAN, small_cfg
 from embodied.tokenizer import train_tokenizer
 
 
@@ -39,7 +38,9 @@ def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
     loss.backward()
     assert torch.isfinite(loss)
     if kind != "cnn":
-        assert all(p.grad is None for p in pol.vision.parameters()) and all(p.grad is None for p in pol.eformer.parameters())
+        assert all(p.grad is None for p in pol.vision.parameters()) and all(
+            p.grad is None for p in pol.eformer.parameters()
+        )
         assert not pol.vision.training  # frozen perception stays in eval mode
     if "pixels" in kind:  # the pixel branch trains end to end beside the frozen features
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in pol.pixel_conv.parameters())
@@ -51,7 +52,9 @@ def test_policy_interface_and_round_trip(kind, planner_dir, tmp_path):
     assert all(x.shape == (7,) and x.dtype == np.float32 and np.abs(x).max() <= 1 for x in a)
     assert len(pol._queue) == 2  # 4 actions = one chunk of 3 + one from the next chunk
     pol.save_pretrained(tmp_path / "p")
-    saved = set(__import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "p" / "model.safetensors")))
+    saved = set(
+        __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "p" / "model.safetensors"))
+    )
     assert not any(k.startswith(("vision.", "eformer.")) for k in saved)  # frozen perception lives in the planner
     back = load_policy(tmp_path / "p")
     with torch.no_grad():
@@ -81,7 +84,9 @@ def test_temporal_ensembling_averages_the_live_chunks():
 
 def test_subgoal_changes_the_egpt_policy_action(planner_dir):
     torch.manual_seed(0)
-    pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir)})
+    pol = make_policy(
+        {"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir)}
+    )
     with torch.no_grad():
         rgb, p = torch.randint(0, 255, (1, 48, 48, 3), dtype=torch.uint8), torch.zeros(1, 9)
         a = pol.predict(rgb, p, ["reach the red cube"])
@@ -95,7 +100,9 @@ def test_policy_input_errors(planner_dir, tmp_path):
         pol.act(obs(p=4))
     with pytest.raises(EmbodiedError, match="camera 'wrist'"):
         pol.act({"rgb": {"agentview": obs()["rgb"]["wrist"]}, "proprio": np.zeros(9, np.float32)})
-    with pytest.raises(EmbodiedError, match=r"actions \(7,\) and proprio \(9,\); this env has actions \(4,\) and proprio \(4,\)"):
+    with pytest.raises(
+        EmbodiedError, match=r"actions \(7,\) and proprio \(9,\); this env has actions \(4,\) and proprio \(4,\)"
+    ):
         pol.check_env(4, 4)
     with pytest.raises(EmbodiedError, match="not a policy checkpoint"):
         load_policy(tmp_path)
@@ -111,8 +118,17 @@ def test_policy_input_errors(planner_dir, tmp_path):
 
 
 def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
-    pol = make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
-                       "pixel_keypoints": 4, "pixel_film": True}).eval()
+    pol = make_policy(
+        {
+            "type": "egpt",
+            "camera": "wrist",
+            "proprio_dim": 9,
+            "action_dim": 7,
+            "planner": str(planner_dir),
+            "pixel_keypoints": 4,
+            "pixel_film": True,
+        }
+    ).eval()
     rgb = torch.randint(0, 255, (1, 48, 48, 3), dtype=torch.uint8).expand(2, -1, -1, -1)  # one frame, twice
     with torch.no_grad():
         torch.nn.init.normal_(pol.pixel_film.weight, std=0.5)
@@ -124,8 +140,17 @@ def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
         make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
                      "pixel_film": True})
     with pytest.raises(EmbodiedError, match=r"policy.pixel_film=true needs the pixel branch"):
-        make_policy({"type": "global", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
-                     "pixel_keypoints": 4, "pixel_film": True})
+        make_policy(
+            {
+                "type": "global",
+                "camera": "wrist",
+                "proprio_dim": 9,
+                "action_dim": 7,
+                "planner": str(planner_dir),
+                "pixel_keypoints": 4,
+                "pixel_film": True,
+            }
+        )
 
 
 def test_random_shift_keeps_shape_and_moves_content():
@@ -150,5 +175,7 @@ def test_a_policy_refuses_a_planner_retrained_under_it(tmp_path):
     with torch.no_grad():
         next(model.eformer.parameters()).add_(0.01)  # "trained further", saved over the old checkpoint
     model.save_pretrained(tmp_path / "planner")
-    with pytest.raises(EmbodiedError, match=r"are not the ones this policy was trained on \(weights [0-9a-f]{16}, expected"):
+    with pytest.raises(
+        EmbodiedError, match=r"are not the ones this policy was trained on \(weights [0-9a-f]{16}, expected"
+    ):
         load_policy(tmp_path / "p")

@@ -7,9 +7,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import run_cli
+from safetensors.torch import load_file
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,8 @@ def test_frames_match_the_simulator_and_training_resumes_exactly(state_demos, tm
 
 
 def test_estimator_round_trip_and_obs_layout(tmp_path):
-    from embodied.policies.pose import PoseEstimator, PoseEstimatorConfig, object_from_pose, pose_targets
     from embodied.errors import EmbodiedError
+    from embodied.policies.pose import PoseEstimator, PoseEstimatorConfig, object_from_pose, pose_targets
 
     torch.manual_seed(0)
     model = PoseEstimator(PoseEstimatorConfig(cameras=["agentview", "robot0_eye_in_hand"], image_size=32,
@@ -78,9 +77,15 @@ def test_estimator_round_trip_and_obs_layout(tmp_path):
         model.estimate({"rgb": {"agentview": obs["rgb"]["agentview"]}, "proprio": obs["proprio"]})
     # pose_targets and object_from_pose invert each other: positions exactly, yaw modulo 90 degrees.
     yaw = torch.tensor([0.3, 2.0])  # 2.0 rad = 114.6 deg, seen as 24.6 deg
-    obj = torch.cat([torch.tensor([[0.1, -0.05, 0.83]]).repeat(2, 1),
-                     torch.stack([torch.zeros(2), torch.zeros(2), torch.sin(yaw / 2), torch.cos(yaw / 2)], 1),
-                     torch.tensor([[0.0, 0.1, 0.82]]).repeat(2, 1), torch.tensor([[0.0, 0.0, 0.0, 1.0]]).repeat(2, 1)], 1)
+    obj = torch.cat(
+        [
+            torch.tensor([[0.1, -0.05, 0.83]]).repeat(2, 1),
+            torch.stack([torch.zeros(2), torch.zeros(2), torch.sin(yaw / 2), torch.cos(yaw / 2)], 1),
+            torch.tensor([[0.0, 0.1, 0.82]]).repeat(2, 1),
+            torch.tensor([[0.0, 0.0, 0.0, 1.0]]).repeat(2, 1),
+        ],
+        1,
+    )
     proprio = torch.tensor([[0.05, 0.0, 1.0, 0, 0, 0, 1, 0.04, -0.04]]).repeat(2, 1)
     back = object_from_pose(pose_targets(obj, proprio, 2), proprio)
     assert torch.allclose(back[:, :3], obj[:, :3], atol=1e-6) and torch.allclose(back[:, 7:10], obj[:, 7:10], atol=1e-6)

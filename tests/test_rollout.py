@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-
 from conftest import run_cli
+
 from embodied.envs import make_env
 from embodied.envs.rollout import run_episodes
 from embodied.io import read_jsonl
@@ -25,14 +25,30 @@ def test_parallel_rollout_resumes(tmp_path):
 
 
 def test_rollout_cli_writes_video_and_summary(tmp_path):
-    r = run_cli("rollout", "env=metaworld/drawer_open", "planner=none", "env.perturbation=null", "n=2", "env.height=48", "env.width=48", f"out={tmp_path}")
+    r = run_cli(
+        "rollout",
+        "env=metaworld/drawer_open",
+        "planner=none",
+        "env.perturbation=null",
+        "n=2",
+        "env.height=48",
+        "env.width=48",
+        f"out={tmp_path}",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["success_rate"] == 1.0
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
     assert (tmp_path / "config.yaml").exists()
     # rerun into the same folder: more episodes continue it; other settings would mix two experiments
-    base = ["rollout", "env=metaworld/drawer_open", "planner=none", "env.perturbation=null", "env.height=48", "env.width=48"]
+    base = [
+        "rollout",
+        "env=metaworld/drawer_open",
+        "planner=none",
+        "env.perturbation=null",
+        "env.height=48",
+        "env.width=48",
+    ]
     r = run_cli(*base, "n=3", f"out={tmp_path}")
     assert r.returncode == 0 and json.loads((tmp_path / "summary.json").read_text())["episodes"] == 3, r.stderr[-2000:]
     r = run_cli(*base, "n=3", "env.horizon=20", f"out={tmp_path}")

@@ -5,11 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from embodied.errors import EmbodiedError
 from embodied.planners.success_detector import DIR, SuccessDetector, done_labels
-
-from conftest import run_cli
 
 STACK = ["reach the red cube", "grasp the red cube", "lift the red cube", "place the red cube on the blue cube",
          "release the red cube"]
@@ -94,7 +93,9 @@ def test_train_detector_resumes_sets_thresholds_and_the_planner_decides_by_it(st
     r = run_cli("eval-loop", "env=robosuite/lift", "env.cameras=[robot0_eye_in_hand]", f"planner.path={planner}",
                 "planners=[egpt]", "conditions=[none]", "n=1", "env.horizon=8", "video_episodes=0", "plots=false",
                 f"out={tmp_path / 'el'}")  # the env lacks a camera the detector reads: it is off, with a note
-    assert r.returncode == 0 and "success detector reads cameras" in r.stderr and "it is off" in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 0 and "success detector reads cameras" in r.stderr and "it is off" in r.stderr, r.stderr[
+        -2000:
+    ]
 
 
 def test_the_loop_asks_the_detector_with_the_newest_frames(state_demos, tmp_path):
@@ -116,7 +117,9 @@ def test_the_loop_asks_the_detector_with_the_newest_frames(state_demos, tmp_path
                     "height": 64, "width": 64, "variety": True})
     try:
         obs, info = env.reset(seed=3)
-        agent = EmbodiedAgent(p, _Still(env.action_space.shape[0]), AgentConfig(camera="robot0_eye_in_hand", background_checks=False))
+        agent = EmbodiedAgent(
+            p, _Still(env.action_space.shape[0]), AgentConfig(camera="robot0_eye_in_hand", background_checks=False)
+        )
         for _ in range(7):
             agent.act(obs, None, info)
             obs, _, _, _, info = env.step(np.zeros(env.action_space.shape[0]))

@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import run_cli
+from safetensors.torch import load_file
 
 SMALL = ["model.vision.image_size=64", "model.vision.num_layers=1", "model.eformer.num_layers=2",
          "model.llm.num_layers=2", "model.llm.hidden_size=64", "model.llm.intermediate_size=128",
@@ -32,7 +31,13 @@ def test_stage_outputs(stages):
     lm = root / "lm" / "checkpoint"
     assert (lm / "tokenizer.json").exists() and (lm / "config.json").exists()
     align = root / "align" / "checkpoint"
-    assert {p.name for p in align.iterdir()} >= {"config.json", "model.safetensors", "tokenizer", "vision", "trainer_state.pt"}
+    assert {p.name for p in align.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer",
+        "vision",
+        "trainer_state.pt",
+    }
     state = torch.load(align / "trainer_state.pt", weights_only=True)
     assert state["step"] == 2 and "optimizer" in state
     assert list((root / "align").glob("train_planner_align/events.out.tfevents.*"))  # TensorBoard log
@@ -43,7 +48,15 @@ def test_stage_outputs(stages):
 
 def test_plan_stage_resumes_exactly(stages):
     root, data = stages
-    common = ["stage=plan", data, f"init={root / 'align' / 'checkpoint'}", "steps=4", "save_every=100", "eval_samples=1", *SMALL]
+    common = [
+        "stage=plan",
+        data,
+        f"init={root / 'align' / 'checkpoint'}",
+        "steps=4",
+        "save_every=100",
+        "eval_samples=1",
+        *SMALL,
+    ]
     r = run_cli("train-planner", *common, f"out={root / 'straight'}")
     assert r.returncode == 0, r.stderr[-2000:]
     r = run_cli("train-planner", *common, f"out={root / 'split'}", "stop_after=2")

@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
+from test_model import PLAN, small_cfg
 
 from embodied.modeling import EmbodiedGPT
-
-from conftest import run_cli
-from test_model import PLAN, small_cfg
 
 FAST = ["eval_every=1", "eval_episodes=1", "eval_horizon=15", "batch_size=32"]
 
@@ -37,17 +36,19 @@ def test_train_policy_outputs_and_resume(cnn_runs, lift_demos):
     run = cnn_runs / "cnn2"
     for name in ("best/model.safetensors", "best/config.json", "last/trainer_state.pt", "curve.png", "summary.json"):
         assert (run / name).exists(), name
-    hist = [json.loads(l) for l in open(run / "history.jsonl")]
+    hist = [json.loads(line) for line in open(run / "history.jsonl")]
     assert [h["epoch"] for h in hist] == [1, 2] and all("success" in h for h in hist)
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["train_info"]["n_demos"] == 2 and cfg["camera"] == "robot0_eye_in_hand" and cfg["action_dim"] == 7
     r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=2", "policy.type=cnn", "epochs=3", f"out={run}", *FAST)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming" in r.stdout + r.stderr
-    assert [json.loads(l)["epoch"] for l in open(run / "history.jsonl")] == [1, 2, 3]
+    assert [json.loads(line)["epoch"] for line in open(run / "history.jsonl")] == [1, 2, 3]
     # resumed at epoch 2, it ends where a run of 3 epochs from the start ends (same batches, same shifts)
     straight = run.parent / "cnn2_straight"
-    r = run_cli("train-policy", f"demos={lift_demos}", "n_demos=2", "policy.type=cnn", "epochs=3", f"out={straight}", *FAST)
+    r = run_cli(
+        "train-policy", f"demos={lift_demos}", "n_demos=2", "policy.type=cnn", "epochs=3", f"out={straight}", *FAST
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = (load_file(d / "last" / "model.safetensors") for d in (run, straight))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -110,8 +111,21 @@ def test_egpt_policy_with_object_state_target(lift_demos, planner_dir, tmp_path)
 
 def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
     paths = f"policy.path=[{cnn_runs / 'cnn1' / 'best'},{cnn_runs / 'cnn2' / 'last'}]"
-    r = run_cli("rollout", "env=robosuite/lift", "planner=none", "env.perturbation=null", "env.cameras=[robot0_eye_in_hand]", "env.height=64", "env.width=64",
-                "env.horizon=15", "policy.type=learned", paths, "n=1", f"out={tmp_path}", "video=false")
+    r = run_cli(
+        "rollout",
+        "env=robosuite/lift",
+        "planner=none",
+        "env.perturbation=null",
+        "env.cameras=[robot0_eye_in_hand]",
+        "env.height=64",
+        "env.width=64",
+        "env.horizon=15",
+        "policy.type=learned",
+        paths,
+        "n=1",
+        f"out={tmp_path}",
+        "video=false",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert [p["n_demos"] for p in s["policies"]] == [1, 2] and [p["episodes"] for p in s["policies"]] == [1, 1]
@@ -120,8 +134,16 @@ def test_rollout_compares_learned_policies(cnn_runs, tmp_path):
 
 
 def test_policy_for_another_env_is_refused(cnn_runs, tmp_path):
-    r = run_cli("rollout", "env=metaworld/assembly", "planner=none", "env.perturbation=null", "policy.type=learned", f"policy.path={cnn_runs / 'cnn1' / 'best'}",
-                "n=1", f"out={tmp_path}")
+    r = run_cli(
+        "rollout",
+        "env=metaworld/assembly",
+        "planner=none",
+        "env.perturbation=null",
+        "policy.type=learned",
+        f"policy.path={cnn_runs / 'cnn1' / 'best'}",
+        "n=1",
+        f"out={tmp_path}",
+    )
     assert r.returncode == 2
     assert "policy made for robosuite Lift; env is metaworld" in r.stderr  # both named, one line
     r = run_cli("train-policy", f"demos={tmp_path / 'none.hdf5'}", f"out={tmp_path / 'x'}")
@@ -170,7 +192,7 @@ def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
             "select_episodes=1", "select_seed=400000", "final_episodes=1", f"out={tmp_path}", *FAST]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = [json.loads(l) for l in open(tmp_path / "selection.jsonl")]
+    rows = [json.loads(line) for line in open(tmp_path / "selection.jsonl")]
     assert [(x["restart"], x["seed"], x["select_episodes"]) for x in rows] == [(0, 0, 1), (1, 1, 1)]
     for i in (0, 1):  # each run is a whole train-policy run with its own seed
         assert json.loads((tmp_path / f"restart{i}" / "best" / "config.json").read_text())["train_info"]["seed"] == i
@@ -185,7 +207,7 @@ def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(open(tmp_path / "selection.jsonl").readlines()) == 2
-    assert [json.loads(l)["epoch"] for l in open(tmp_path / "restart1" / "history.jsonl")] == [1]
+    assert [json.loads(line)["epoch"] for line in open(tmp_path / "restart1" / "history.jsonl")] == [1]
     # resume=false trains the runs afresh, so they are judged again
     r = run_cli(*args, "resume=false")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -196,7 +218,9 @@ def test_restarts_keep_the_run_best_on_held_out_seeds(lift_demos, tmp_path):
 
     assert choose_restart([row(0, 0.5, 1.0), row(1, 0.7, 0.0)])["restart"] == 1
     assert choose_restart([row(0, 0.5, 0.2), row(1, 0.5, 0.6), row(2, 0.5, 0.6)])["restart"] == 1
-    r = run_cli(*[a.replace("restarts=2", "restarts=0").replace(f"out={tmp_path}", f"out={tmp_path / 'x'}") for a in args])
+    r = run_cli(
+        *[a.replace("restarts=2", "restarts=0").replace(f"out={tmp_path}", f"out={tmp_path / 'x'}") for a in args]
+    )
     assert r.returncode == 2 and "restarts=0, select_episodes=1: expected whole numbers of at least 1" in r.stderr
     assert not (tmp_path / "x").exists()
 
@@ -231,8 +255,19 @@ def test_state_policy_from_state_only_demos(tmp_path):
     with pytest.raises(EmbodiedError, match=r"proprio \(9,\) and object \(14,\)"):
         policy.actor().act({"proprio": obs["proprio"], "object": obs["object"][:7]}, "reach the red cube")
     # the loop: the planner's camera is in the env, the policy reads none
-    r = run_cli("rollout", "env=robosuite/stack", "planner=oracle", "policy.type=learned", f"policy.path={run / 'best'}",
-                "n=1", "env.horizon=12", "env.height=64", "env.width=64", "video=false", f"out={tmp_path / 'loop'}")
+    r = run_cli(
+        "rollout",
+        "env=robosuite/stack",
+        "planner=oracle",
+        "policy.type=learned",
+        f"policy.path={run / 'best'}",
+        "n=1",
+        "env.horizon=12",
+        "env.height=64",
+        "env.width=64",
+        "video=false",
+        f"out={tmp_path / 'loop'}",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "loop" / "summary.json").read_text())["policy_type"] == "state"
 

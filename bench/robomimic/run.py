@@ -7,8 +7,8 @@ imports this project: the bench talks to it through files (train) and a pipe (se
 train: robomimic's paper recipe for image BC-RNN (generate_paper_configs.py: ResNet-18 + spatial softmax 32
 keypoints, 76x76 random crops of 84x84 frames, both cameras, eef pos/quat + gripper, GMM head, 2-layer LSTM with
 1000 hidden units, sequence 10, batch 16, Adam 1e-4), with its evaluation rollouts off (the bench scores the policy in
-this project's env) and short epochs (--epoch-steps, default 20 gradient steps), so a chunk stopped at its time limit loses little: robomimic
-saves last.pth after every epoch and `--resume` continues from it.
+this project's env) and short epochs (--epoch-steps, default 20 gradient steps), so a chunk stopped at its time
+limit loses little: robomimic saves last.pth after every epoch and `--resume` continues from it.
 
 serve: numpy arrays over the pipe (np.lib.format, no pickle): in, a command (0 reset, 1 act) then for act the five
 observations in OBS_KEYS order; out, the action.

@@ -142,7 +142,9 @@ def _controller(cfg: DictConfig, env_cfg: dict) -> str:
         return f"learned policy {cfg.policy.path}"
     kind = str(cfg.policy.expert)
     follows = follows_subgoal(env_cfg["backend"], env_cfg["task"], kind)
-    return f"scripted {kind if follows else 'waypoint'} expert" + ("" if follows else " (runs the whole task; it does not follow the sub-goal)")
+    return f"scripted {kind if follows else 'waypoint'} expert" + (
+        "" if follows else " (runs the whole task; it does not follow the sub-goal)"
+    )
 
 
 def _with_intervals(m: dict, wilson) -> dict:
@@ -167,11 +169,14 @@ def _pct(x) -> str:
 def _table(summary: dict, path: Path) -> None:
     from embodied.io import atomic_path
 
-    lines = [f"# eval-loop: {summary['task']}, seeds {summary['seeds'][0]}-{summary['seeds'][1]}, "
-             f"controller: {summary['controller']}", "",
-             "| condition | planner | success (95% CI) | first plan exact | step acc. | done P / R / F1 | delay mean / max "
-             "| spurious (episodes) | re-plan first step | re-plans / ep. | episodes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# eval-loop: {summary['task']}, seeds {summary['seeds'][0]}-{summary['seeds'][1]}, "
+        f"controller: {summary['controller']}",
+        "",
+        "| condition | planner | success (95% CI) | first plan exact | step acc. | done P / R / F1 | delay mean / max "
+        "| spurious (episodes) | re-plan first step | re-plans / ep. | episodes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in summary["cells"]:
         d = c["done"]
         ci = c["success_wilson95"]
@@ -180,9 +185,16 @@ def _table(summary: dict, path: Path) -> None:
             f"| {c['condition']} | {c['planner']} | {_pct(c['success_rate'])} ({_pct(ci[0])}-{_pct(ci[1])}) | "
             f"{_pct(c['first_plan_exact_rate'])} | {_pct(c['first_plan_step_accuracy'])} | "
             f"{d['precision']:.2f} / {d['recall']:.2f} / {d['f1']:.2f} | {delay} | {_pct(c['spurious_rate'])} | "
-            f"{_pct(c['replan_first_step_rate'])} ({c['replans_scored']}) | {c['replans_per_episode']:.2f} | {c['episodes']} |")
-    lines += ["", "Done detection per step (checks of the current step: F1, misses, false calls):", "",
-              "| condition | planner | " + " | ".join(_verbs(summary)) + " |", "|---|---|" + "---|" * len(_verbs(summary))]
+            f"{_pct(c['replan_first_step_rate'])} ({c['replans_scored']}) | "
+            f"{c['replans_per_episode']:.2f} | {c['episodes']} |"
+        )
+    lines += [
+        "",
+        "Done detection per step (checks of the current step: F1, misses, false calls):",
+        "",
+        "| condition | planner | " + " | ".join(_verbs(summary)) + " |",
+        "|---|---|" + "---|" * len(_verbs(summary)),
+    ]
     for c in summary["cells"]:
         by = c.get("done_by_step", {})
         lines.append(f"| {c['condition']} | {c['planner']} | " + " | ".join(

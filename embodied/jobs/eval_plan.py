@@ -25,7 +25,7 @@ from embodied.io import append_jsonl, atomic_path, read_jsonl, write_json
 
 
 def choice_prompt(question: str, choices: list[str]) -> str:
-    opts = " ".join(f"{l}. {c}" for l, c in zip("ABCD", choices))
+    opts = " ".join(f"{letter}. {c}" for letter, c in zip("ABCD", choices))
     return f"{question} Options: {opts} Answer with the letter."
 
 
@@ -79,11 +79,22 @@ def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
         pick, scores = ans.likelihood_choice(frames, s["question"], s["choices"], s["label"])
         text = ans.generate(frames, choice_prompt(s["question"], s["choices"]), "ABCD"[s["label"]], s["task_goal"])
         gen = parse_letter(text)
-        rec.update(label=s["label"], likelihood_pick=pick, likelihood_scores=scores, generated=text, generation_pick=gen,
-                   likelihood_correct=pick == s["label"], generation_correct=gen == s["label"])
+        rec.update(
+            label=s["label"],
+            likelihood_pick=pick,
+            likelihood_scores=scores,
+            generated=text,
+            generation_pick=gen,
+            likelihood_correct=pick == s["label"],
+            generation_correct=gen == s["label"],
+        )
     elif s["answer"].lower() in ("yes", "no"):
         pick, _ = ans.likelihood_choice(frames, s["question"], ["yes", "no"], 0 if s["answer"].lower() == "yes" else 1)
-        rec.update(answer=s["answer"], prediction=["yes", "no"][pick], likelihood_correct=["yes", "no"][pick] == s["answer"].lower())
+        rec.update(
+            answer=s["answer"],
+            prediction=["yes", "no"][pick],
+            likelihood_correct=["yes", "no"][pick] == s["answer"].lower(),
+        )
     else:
         # A plan opens by restating its task, as the planners in the loop force it to (plan_start).
         start = plan_start(s["task_goal"]) if s["kind"] == "plan" and s["task_goal"] else ""
@@ -93,10 +104,16 @@ def evaluate_sample(ans: _Answerer, s: dict, frames: np.ndarray) -> dict:
 
 
 def score(records: list[dict]) -> dict:
-    from embodied.planners import parse_plan
     from embodied.envs.base import PALETTE
-    from embodied.planners.metrics import (colour_correct, executability, lcs_similarity, plan_exact,
-                                           subgoal_accuracy, text_metrics)
+    from embodied.planners import parse_plan
+    from embodied.planners.metrics import (
+        colour_correct,
+        executability,
+        lcs_similarity,
+        plan_exact,
+        subgoal_accuracy,
+        text_metrics,
+    )
 
     by_kind = defaultdict(list)
     for r in records:
@@ -118,10 +135,14 @@ def score(records: list[dict]) -> dict:
                 colour = [c for c in (colour_correct(p, r, list(PALETTE)) for p, r in plans) if c is not None]
                 m.update(plan_exact_match=float(np.mean([plan_exact(p, r) for p, r in plans])),
                          colour_correct=float(np.mean(colour)) if colour else None, colour_plans=len(colour))
-                m.update(subgoal_accuracy=float(np.mean([subgoal_accuracy(p, r) for p, r in plans])),
-                         lcs_similarity=float(np.mean([lcs_similarity(p, r) for p, r in plans])),
-                         executability=float(np.mean([e for e in ex if e is not None])) if any(e is not None for e in ex) else 0.0,
-                         parse_failures=sum(p.partial for p, _ in plans))
+                m.update(
+                    subgoal_accuracy=float(np.mean([subgoal_accuracy(p, r) for p, r in plans])),
+                    lcs_similarity=float(np.mean([lcs_similarity(p, r) for p, r in plans])),
+                    executability=float(np.mean([e for e in ex if e is not None]))
+                    if any(e is not None for e in ex)
+                    else 0.0,
+                    parse_failures=sum(p.partial for p, _ in plans),
+                )
                 head = ("samples", "plan_exact_match", "colour_correct", "colour_plans")  # results.md's first rows
                 m = {**{k: m[k] for k in head}, **{k: v for k, v in m.items() if k not in head}}
         out[kind] = m
@@ -192,8 +213,12 @@ def _table(summary: dict, path: Path) -> None:
     for kind, m in summary["metrics"].items():
         for k, v in m.items():
             if k != "samples":
-                lines.append(f"| {kind} | {m['samples']} | **{k}** | **{v:.4f}** |" if k in HEADLINE and v is not None else
-                             f"| {kind} | {m['samples']} | {k} | {v:.4f} |" if isinstance(v, float) else
-                             f"| {kind} | {m['samples']} | {k} | {v} |")
+                lines.append(
+                    f"| {kind} | {m['samples']} | **{k}** | **{v:.4f}** |"
+                    if k in HEADLINE and v is not None
+                    else f"| {kind} | {m['samples']} | {k} | {v:.4f} |"
+                    if isinstance(v, float)
+                    else f"| {kind} | {m['samples']} | {k} | {v} |"
+                )
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -35,8 +35,13 @@ def memory_estimate(model) -> dict:
     """Weights in bf16 for inference; for training, frozen weights in bf16 plus, per trainable
     parameter, bf16 weight + fp32 master copy + fp32 gradient + two fp32 Adam moments (18 bytes).
     Activations come on top and depend on batch and sequence length."""
-    groups = {"vision": model.vision.backbone, "video_patch_embed": [model.vision.patch_embed3d, model.vision.temporal_embed],
-              "eformer": model.eformer, "mapping": model.mapping, "llm": model.llm}
+    groups = {
+        "vision": model.vision.backbone,
+        "video_patch_embed": [model.vision.patch_embed3d, model.vision.temporal_embed],
+        "eformer": model.eformer,
+        "mapping": model.mapping,
+        "llm": model.llm,
+    }
     counts = {}
     for name, mods in groups.items():
         mods = mods if isinstance(mods, list) else [mods]
@@ -56,6 +61,8 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     for name, c in est["parameters"].items():
         print(f"  {name:18s} {c['total'] / 1e6:10.1f} M   trainable {c['trainable'] / 1e6:8.2f} M")
     print(f"bf16 inference, weights: {est['bf16_inference_weights_GiB']} GiB (+ activations and KV cache)")
-    print(f"bf16 training, weights + grads + Adam: {est['bf16_training_weights_and_optimizer_GiB']} GiB (+ activations)")
+    print(
+        f"bf16 training, weights + grads + Adam: {est['bf16_training_weights_and_optimizer_GiB']} GiB (+ activations)"
+    )
     print(json.dumps(est))
     return est

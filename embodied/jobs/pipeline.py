@@ -2,9 +2,9 @@
 
 collect demos (default task set) -> planning corpus -> tokenizer + LLM pretraining -> planner stage 1
 (align, trains the tiny ViT) -> stage 2 (plan) -> its success-detection head (train-done, on recoloured loop demos)
-and success detector (train-detector, on frames rendered from camera-less demos) -> a policy per task -> held-out planning QA and
-closed-loop evaluation. Every step is one of the project's jobs writing under out/; a step whose result
-exists is skipped, so an interrupted pipeline resumes where it stopped. Seeds are fixed, so the same
+and success detector (train-detector, on frames rendered from camera-less demos) -> a policy per task ->
+held-out planning QA and closed-loop evaluation. Every step is one of the project's jobs writing under out/; a
+step whose result exists is skipped, so an interrupted pipeline resumes where it stopped. Seeds are fixed, so the same
 config gives the same checkpoints.
 """
 from __future__ import annotations
@@ -60,10 +60,21 @@ def _state_policy_steps(cfg: DictConfig, env: str, demos: Path, run_dir: Path) -
     s = cfg.state_policy
     collect = [f"env={env}", f"n={s.n_demos}", f"out={demos}", f"seed={cfg.seed}", "video=false",
                f"noise={cfg.demo_noise}", f"expert={s.expert}", "env.cameras=[]", f"workers={s.workers}"]
-    train = [f"demos={demos}", f"n_demos={s.n_demos}", "policy.type=state", f"epochs={s.epochs}",
-             f"eval_every={s.eval_every}", "eval_episodes=5", f"out={run_dir}", f"seed={cfg.seed}",
-             f"policy.chunk={s.chunk}", f"policy.use_subgoal={str(s.use_subgoal).lower()}", f"batch_size={s.batch_size}",
-             f"eval_horizon={cfg.eval_horizon}", "ties=later"]
+    train = [
+        f"demos={demos}",
+        f"n_demos={s.n_demos}",
+        "policy.type=state",
+        f"epochs={s.epochs}",
+        f"eval_every={s.eval_every}",
+        "eval_episodes=5",
+        f"out={run_dir}",
+        f"seed={cfg.seed}",
+        f"policy.chunk={s.chunk}",
+        f"policy.use_subgoal={str(s.use_subgoal).lower()}",
+        f"batch_size={s.batch_size}",
+        f"eval_horizon={cfg.eval_horizon}",
+        "ties=later",
+    ]
     return collect, train
 
 
@@ -86,10 +97,27 @@ def _loop_demos(cfg: DictConfig, out: Path, log: _Steps) -> list[Path]:
             spec_j = dict(library.get(cond) or {})
             lag = int(spec_j.pop("lag", 0))  # the oracle's detector lag, not the env's perturbation
             pert = json.dumps(spec_j).replace('"', "") if spec_j else "null"
-            _step(log, f"collect {path.name}", path.exists(), lambda env=env, n=n, j=j, path=path, pert=pert, lag=lag: _job(
-                "collect", [f"env={env}", f"n={n}", f"seed={int(cfg.loop_seed) + 1120 * j}", f"out={path}",
-                            "video=false", "expert=skill", "loop=true", "env.variety=cycle",
-                            f"env.perturbation={pert}", f"oracle_lag={lag}", f"workers={cfg.loop_workers}"]))
+            _step(
+                log,
+                f"collect {path.name}",
+                path.exists(),
+                lambda env=env, n=n, j=j, path=path, pert=pert, lag=lag: _job(
+                    "collect",
+                    [
+                        f"env={env}",
+                        f"n={n}",
+                        f"seed={int(cfg.loop_seed) + 1120 * j}",
+                        f"out={path}",
+                        "video=false",
+                        "expert=skill",
+                        "loop=true",
+                        "env.variety=cycle",
+                        f"env.perturbation={pert}",
+                        f"oracle_lag={lag}",
+                        f"workers={cfg.loop_workers}",
+                    ],
+                ),
+            )
             paths.append(path)
     return paths
 
@@ -176,8 +204,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
               ("plan", [f"steps={cfg.steps.plan}", f"init={out / 'align' / 'checkpoint'}", "bundle=true",
                         f"recolour={cfg.recolour}"])]
     for stage, extra in stages:
-        _step(log, f"train-planner {stage}", (out / stage / "summary.json").exists(),
-              lambda stage=stage, extra=extra: _job("train-planner", [f"stage={stage}", f"out={out / stage}", *common, *extra]))
+        _step(
+            log,
+            f"train-planner {stage}",
+            (out / stage / "summary.json").exists(),
+            lambda stage=stage, extra=extra: _job(
+                "train-planner", [f"stage={stage}", f"out={out / stage}", *common, *extra]
+            ),
+        )
     planner = out / "plan" / "checkpoint"
     if cfg.get("done_head"):
         _done_head(cfg, out, loop, planner, camera, log)
@@ -189,7 +223,12 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         if env in low_dim:
             state_demos = out / "demos" / f"{name}_state.hdf5"
             collect, train = _state_policy_steps(cfg, env, state_demos, run_dir)
-            _step(log, f"collect {state_demos.name}", state_demos.exists(), lambda collect=collect: _job("collect", collect))
+            _step(
+                log,
+                f"collect {state_demos.name}",
+                state_demos.exists(),
+                lambda collect=collect: _job("collect", collect),
+            )
             _step(log, f"train-policy {name} (state)", (run_dir / "summary.json").exists(),
                   lambda train=train: _job("train-policy", train))
             continue

@@ -17,7 +17,6 @@ from embodied.errors import EmbodiedError
 from embodied.io import atomic_path, read_jsonl, write_json
 from embodied.policies import load_policy, make_expert
 
-
 RESUMABLE = ("n", "workers", "video", "video_camera", "out", "planner.batch", "shards", "launcher")
 
 
@@ -248,8 +247,11 @@ def _name(path: str) -> str:
 def _table(rows: list[dict], path: Path) -> None:
     lines = ["| task | policy | planner | demos | success | 95% CI | episodes |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['policy']} | {r['planner']} | {r['n_demos'] or ''} | "
-                     f"{100 * r['success_rate']:.0f}% | {100 * r['wilson95'][0]:.0f}-{100 * r['wilson95'][1]:.0f}% | {r['episodes']} |")
+        lines.append(
+            f"| {r['task']} | {r['policy']} | {r['planner']} | {r['n_demos'] or ''} | "
+            f"{100 * r['success_rate']:.0f}% | {100 * r['wilson95'][0]:.0f}-{100 * r['wilson95'][1]:.0f}% | "
+            f"{r['episodes']} |"
+        )
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 

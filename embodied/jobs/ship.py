@@ -36,6 +36,15 @@ def run(cfg: DictConfig, default_dir: Path) -> Path:
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         if size > LIMIT:
             raise EmbodiedError(f"{size / 2**20:.1f} MB to ship, more than the {LIMIT // 2**20} MB budget")
-    print(json.dumps({"shipped": str(dest), "MB": round(size / 2**20, 1),
-                      "policies": sorted(p.name for p in (dest / "policies").iterdir()) if (dest / "policies").exists() else []}))
+    print(
+        json.dumps(
+            {
+                "shipped": str(dest),
+                "MB": round(size / 2**20, 1),
+                "policies": sorted(p.name for p in (dest / "policies").iterdir())
+                if (dest / "policies").exists()
+                else [],
+            }
+        )
+    )
     return dest

@@ -29,7 +29,9 @@ def dropped_episodes(demo_paths: list[str], episodes: int, seed: int, after: int
     out = []
     for task, env_cfg in sorted(tasks.items()):
         cam = _ego_camera(env_cfg.get("cameras") or ["robot0_eye_in_hand"])
-        env = make_env({**env_cfg, "cameras": [cam], "perturbation": {"kind": "drop", "at_subgoal": "lift", "delay": 3}})
+        env = make_env(
+            {**env_cfg, "cameras": [cam], "perturbation": {"kind": "drop", "at_subgoal": "lift", "delay": 3}}
+        )
         for e in range(episodes):
             s = 10**6 + seed * 1000 + e
             expert = make_expert(env_cfg["backend"], task)

@@ -46,7 +46,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         raise EmbodiedError(f"demos: two files share a name ({demos}); their frames would share a folder")
     cams = [cfg.cameras] if isinstance(cfg.cameras, str) else list(cfg.cameras or [])
     if not cams:
-        raise EmbodiedError("cameras is empty: expected the views the detector reads, e.g. [agentview,robot0_eye_in_hand]")
+        raise EmbodiedError(
+            "cameras is empty: expected the views the detector reads, e.g. [agentview,robot0_eye_in_hand]"
+        )
     if not 0 <= float(cfg.max_fpr) < 1:
         raise EmbodiedError(f"max_fpr: expected a share in [0, 1), got {cfg.max_fpr}")
     if cfg.frame_size is not None and int(cfg.frame_size) < 16:

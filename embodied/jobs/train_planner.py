@@ -124,7 +124,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         losses.append(loss_v)
         bar.set_postfix(loss=f"{loss_v:.3f}")
         if (step + 1) % int(cfg.log_every) == 0:
-            accelerator.log({"loss": float(np.mean(losses[-int(cfg.log_every):])), "lr": sched.get_last_lr()[0]}, step=step + 1)
+            accelerator.log(
+                {"loss": float(np.mean(losses[-int(cfg.log_every) :])), "lr": sched.get_last_lr()[0]}, step=step + 1
+            )
         if (step + 1) % int(cfg.save_every) == 0 or step + 1 == stop:
             accelerator.wait_for_everyone()
             if fsdp:  # every process gathers; the first writes from its unsharded copy
@@ -158,9 +160,11 @@ def _check_launch(accelerator) -> None:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and accelerator.num_processes != world:
-        raise EmbodiedError(f"launched as {world} processes, but accelerate runs this one alone "
-                            f"({accelerator.distributed_type.value}); on CPUs launch with ACCELERATE_USE_CPU=true `accelerate "
-                            "launch --multi_gpu --num_processes N` (DDP over gloo; add fsdp=true to shard)")
+        raise EmbodiedError(
+            f"launched as {world} processes, but accelerate runs this one alone "
+            f"({accelerator.distributed_type.value}); on CPUs launch with ACCELERATE_USE_CPU=true `accelerate "
+            "launch --multi_gpu --num_processes N` (DDP over gloo; add fsdp=true to shard)"
+        )
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or accelerator.distributed_type == "FSDP":
         raise EmbodiedError("accelerate's FSDP (--use_fsdp) is not supported: its checkpoints would hold one shard; "
                             "launch DDP (configs/accelerate/ddp.yaml, or on CPUs ACCELERATE_USE_CPU=true `accelerate "
@@ -366,7 +370,9 @@ def _vl_setup(cfg, dataset, resume_dir: Path | None):
 
     def step_fn(m, batch):
         video = torch.stack([b["video"] for b in batch])
-        return m(video, [b["prompt"] for b in batch], [b["answer"] for b in batch], eformer_text=[b["etext"] for b in batch])
+        return m(
+            video, [b["prompt"] for b in batch], [b["answer"] for b in batch], eformer_text=[b["etext"] for b in batch]
+        )
 
     def save(m, path, extra):
         save_model(m, path, bundle=bool(cfg.bundle), extra=extra)

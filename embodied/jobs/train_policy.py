@@ -118,7 +118,10 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                             **({"aux_scenes": n_scenes} if n_scenes else {})})
     if pcfg.pop("aux_object", False):
         if pcfg.get("type") not in ("egpt", "global"):
-            raise EmbodiedError(f"policy.aux_object=true: only the egpt and global policies have an object head, not {pcfg.get('type')!r}")
+            raise EmbodiedError(
+                f"policy.aux_object=true: only the egpt and global policies have an object head, "
+                f"not {pcfg.get('type')!r}"
+            )
         if data["object"] is None:
             raise EmbodiedError(f"policy.aux_object=true: {cfg.demos} has no obs/object in every demo")
         pcfg["object_dim"] = int(data["object"].shape[1])
@@ -183,7 +186,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
     tb = SummaryWriter(str(out / "tb"))
     eval_seeds = range(int(cfg.eval_seed), int(cfg.eval_seed) + int(cfg.eval_episodes))
-    bar = tqdm(range(state["epoch"], int(cfg.epochs)), initial=state["epoch"], total=int(cfg.epochs), desc="train-policy")
+    bar = tqdm(
+        range(state["epoch"], int(cfg.epochs)), initial=state["epoch"], total=int(cfg.epochs), desc="train-policy"
+    )
     for epoch in bar:
         policy.train()
         perm = np.random.default_rng([int(cfg.seed), epoch]).permutation(n)
@@ -195,7 +200,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
                 f = {k: v[view, idx].float() for k, v in feats.items()}
                 if getattr(policy.cfg, "pixel_keypoints", 0):  # the trainable pixel branch sees fresh shifts
                     f["pixels"] = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
-                loss = policy.loss_from_features(f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None)
+                loss = policy.loss_from_features(
+                    f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None
+                )
                 if scenes is not None:  # as many scene frames, for the object-state target alone
                     j = torch.randint(0, len(scenes["object"]), (len(idx),), generator=gen)
                     view = torch.randint(0, scene_feats["global"].shape[0], (len(idx),), generator=gen)
@@ -254,7 +261,9 @@ def _pose_estimator(pcfg: dict, env_cfg: dict):
                             f"has {pcfg['object_dim']} numbers ({pcfg['object_dim'] // 7} objects)")
     made_for = estimator.cfg.env.get("task")
     if made_for and made_for != env_cfg.get("task"):
-        raise EmbodiedError(f"policy.estimator={path} was trained on {made_for} frames; the demos are {env_cfg.get('task')}")
+        raise EmbodiedError(
+            f"policy.estimator={path} was trained on {made_for} frames; the demos are {env_cfg.get('task')}"
+        )
     pcfg["estimator"] = dataclasses.asdict(estimator.cfg)
     env_cfg.update(cameras=list(estimator.cfg.cameras), height=estimator.cfg.env.get("height", env_cfg.get("height")),
                    width=estimator.cfg.env.get("width", env_cfg.get("width")))
@@ -286,7 +295,9 @@ def _rollout_success(path: Path, cfg: DictConfig, kind: str, env_cfg: dict | Non
         return {}
     policy = load_policy(path)
     seeds = range(int(cfg[f"{kind}_seed"]), int(cfg[f"{kind}_seed"]) + n)
-    res = run_episodes(env_cfg or policy.cfg.env, policy.actor, seeds, workers=int(cfg.eval_workers), total=n, desc=f"{kind} eval")
+    res = run_episodes(
+        env_cfg or policy.cfg.env, policy.actor, seeds, workers=int(cfg.eval_workers), total=n, desc=f"{kind} eval"
+    )
     k = sum(r["success"] for r in res)
     return {f"{kind}_success": k / n, f"{kind}_episodes": n, f"{kind}_wilson95": list(wilson(k, n))}
 
@@ -321,9 +332,15 @@ def _best_of_restarts(cfg: DictConfig, out: Path) -> dict:
             save_config(cfg, out)
         key = (r, s["epochs"], int(cfg.select_seed), n_sel)
         if key not in done:
-            done[key] = {"restart": r, "seed": int(sub.seed), "epochs": s["epochs"], "select_seed": int(cfg.select_seed),
-                         "select_episodes": n_sel, "best_eval_success": s["best_eval_success"],
-                         **_rollout_success(Path(s["best"]), cfg, "select")}
+            done[key] = {
+                "restart": r,
+                "seed": int(sub.seed),
+                "epochs": s["epochs"],
+                "select_seed": int(cfg.select_seed),
+                "select_episodes": n_sel,
+                "best_eval_success": s["best_eval_success"],
+                **_rollout_success(Path(s["best"]), cfg, "select"),
+            }
             append_jsonl(out / "selection.jsonl", done[key])
         rows.append(done[key])
     win = choose_restart(rows)

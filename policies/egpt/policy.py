@@ -54,15 +54,19 @@ class EGPTPolicy(Policy):
         from embodied.checkpoint import load_perception
 
         if not cfg.planner:
-            raise EmbodiedError(f"policy.planner is not set: the {cfg.type} policy reads a planner checkpoint's ViT and Embodied-former")
+            raise EmbodiedError(
+                f"policy.planner is not set: the {cfg.type} policy reads a planner checkpoint's ViT and Embodied-former"
+            )
         planner = Path(cfg.planner)
         if not planner.is_absolute() and root is not None:
             planner = root / planner
         self.vision, self.eformer, self.tokenizer, fingerprint = load_perception(planner)
         if cfg.perception_sha and cfg.perception_sha != fingerprint:
-            raise EmbodiedError(f"policy.planner={cfg.planner}: its ViT and Embodied-former are not the ones this policy "
-                                f"was trained on (weights {fingerprint}, expected {cfg.perception_sha}); point "
-                                "policy.planner at that checkpoint, or train the policy again")
+            raise EmbodiedError(
+                f"policy.planner={cfg.planner}: its ViT and Embodied-former are not the ones this policy "
+                f"was trained on (weights {fingerprint}, expected {cfg.perception_sha}); point "
+                "policy.planner at that checkpoint, or train the policy again"
+            )
         cfg.perception_sha = fingerprint
         if cfg.freeze_perception:
             self.vision.requires_grad_(False)

@@ -36,8 +36,10 @@ class PosePolicy(StatePolicy):
         check_fields(PoseEstimatorConfig, cfg.estimator, "policy.estimator.")
         self.estimator = PoseEstimator(PoseEstimatorConfig(**cfg.estimator))
         if self.estimator.cfg.blocks * 7 != cfg.object_dim:
-            raise EmbodiedError(f"policy.estimator estimates {self.estimator.cfg.blocks} objects "
-                                f"({7 * self.estimator.cfg.blocks} numbers); the head reads obs/object of {cfg.object_dim}")
+            raise EmbodiedError(
+                f"policy.estimator estimates {self.estimator.cfg.blocks} objects "
+                f"({7 * self.estimator.cfg.blocks} numbers); the head reads obs/object of {cfg.object_dim}"
+            )
         self.estimator.requires_grad_(False)  # trained by train-pose; the head learns on the demos' states
 
     @classmethod

@@ -23,7 +23,9 @@ POSE = 7  # robosuite: obs/object is one (position, quaternion) block per object
 class StatePolicyConfig(PolicyConfig):
     type: str = "state"
     object_dim: int = 0  # set by train-policy from the demos' obs/object
-    pose_blocks: int = 0  # obs/object as this many (position, quaternion) blocks: their positions from the hand are added
+    pose_blocks: int = (
+        0  # obs/object as this many (position, quaternion) blocks: their positions from the hand are added
+    )
     skills: list = dataclasses.field(default_factory=list)  # sub-goal first words seen in the demos (one-hot)
     use_subgoal: bool = True
     # an input that hardly varies in the demos (the level hand's quaternion) must not become tens of stds in a rollout
@@ -88,6 +90,8 @@ class StatePolicy(Policy):
         proprio = np.asarray(obs["proprio"], np.float32)
         obj = np.asarray(obs.get("object", ()), np.float32)
         if proprio.shape != (self.cfg.proprio_dim,) or obj.shape != (self.cfg.object_dim,):
-            raise EmbodiedError(f"policy expects proprio ({self.cfg.proprio_dim},) and object ({self.cfg.object_dim},); "
-                                f"the env gives {proprio.shape} and {obj.shape}: was it trained for another env?")
+            raise EmbodiedError(
+                f"policy expects proprio ({self.cfg.proprio_dim},) and object ({self.cfg.object_dim},); "
+                f"the env gives {proprio.shape} and {obj.shape}: was it trained for another env?"
+            )
         return torch.as_tensor(obj, device=self.device), torch.as_tensor(proprio, device=self.device)
