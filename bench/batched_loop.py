@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from embodied.agent import AgentConfig, EmbodiedAgent
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
     from embodied.planners import make_planner
     from embodied.planners.batching import PlanBatcher
     from embodied.policies import make_expert

@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 import torch
 
-from embodied.checkpoint import load_model
 from embodied.datasets.corpus import done_question
+from embodied.modeling import EmbodiedGPT
 
 
 def verb(subgoal):
@@ -27,7 +27,7 @@ def verb(subgoal):
 
 
 torch.manual_seed(0)
-model = load_model("tiny/planner").eval()
+model = EmbodiedGPT.from_pretrained("tiny/planner").eval()
 
 
 def feat(tokens):

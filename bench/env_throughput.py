@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
     from embodied.envs import make_env
-    from embodied.envs.rollout import make_vector_env
+    from embodied.envs.runner import make_vector_env
 
     cfg = {"backend": "robosuite", "task": "Lift", "cameras": CAMS, "height": args.size, "width": args.size,
            "horizon": 10**6}

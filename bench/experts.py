@@ -8,7 +8,7 @@ import argparse
 import time
 
 from embodied.envs import TASKS, make_env
-from embodied.envs.rollout import run_episode
+from embodied.envs.runner import run_episode
 from embodied.policies import make_expert
 
 

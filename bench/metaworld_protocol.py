@@ -35,7 +35,7 @@ def job(*args: str) -> None:
 def reusable(made: Path, folder: Path, name: str, *args: str, may_differ: tuple[str, ...] = ("out",)) -> None:
     """A rerun reuses finished demos and cells; only if they were made by this very command (other flags,
     such as --noise, --fovy or --epochs, would otherwise be reported under numbers made without them)."""
-    from embodied.cli import compose, config_changes
+    from embodied.runconfig import compose, config_changes
 
     diff = config_changes(compose(name.replace("-", "_"), list(args)), folder, resumable=may_differ)
     if diff:

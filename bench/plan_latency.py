@@ -48,11 +48,11 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from transformers import LlamaForCausalLM
 
-    from embodied.cli import config_dir
     from embodied.datasets.egocot import format_plan
     from embodied.decoding import GreedyDecoder, prefix_cache
     from embodied.jobs.train_planner import model_config
     from embodied.modeling import EmbodiedGPT, llama_config, plan_prompt
+    from embodied.runconfig import config_dir
     from embodied.tokenizer import train_tokenizer
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):

@@ -61,9 +61,9 @@ def main() -> None:
     ap.add_argument("--demos", nargs="+", required=True)
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
-    from embodied.checkpoint import load_model
     from embodied.datasets.corpus import build_corpus
     from embodied.datasets.egocot import EgoCOTDataset, read_records
+    from embodied.modeling import EmbodiedGPT
     from embodied.planners import BlindPlanner, EmbodiedGPTPlanner
 
     torch.set_grad_enabled(False)
@@ -71,7 +71,7 @@ def main() -> None:
         path = build_corpus(args.demos, tmp)
         samples = read_records(path)[: args.limit]
         dataset = EgoCOTDataset(path)
-        model = load_model(args.planner)
+        model = EmbodiedGPT.from_pretrained(args.planner)
         res = {"egpt": evaluate(EmbodiedGPTPlanner(model), samples, dataset),
                "blind": evaluate(BlindPlanner(model), samples, dataset)}
     res["ratio_next_subgoal_egpt_over_blind"] = round(

@@ -17,8 +17,10 @@ import time
 
 import numpy as np
 
+from embodied.envs.actor import Actor
 
-class Scored:
+
+class Scored(Actor):
     """A camera-driven policy's actor; the estimate it acts on is scored against the true object state."""
 
     def __init__(self, policy, record: list):
@@ -27,7 +29,7 @@ class Scored:
     def reset(self) -> None:
         self.actor.reset()
 
-    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         est = self.policy.estimator.estimate(obs)
         true, hand = np.asarray(obs["object"]), np.asarray(obs["proprio"][:3])
         for b in range(self.policy.estimator.cfg.blocks):
@@ -49,8 +51,8 @@ def main() -> None:
 
     import torch
 
-    from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import wilson
+    from embodied.envs.runner import run_episodes
+    from embodied.metrics import wilson
     from embodied.policies import load_policy
     from embodied.policies.pose import PoseEstimator
     from embodied.policies.pose.policy import PosePolicy

@@ -31,8 +31,9 @@ def main() -> None:
     ap.add_argument("--drop-at", default="lift", help="the sub-goal (its first word) whose start the drop follows")
     ap.add_argument("--drop-delay", type=int, default=3, help="steps into that sub-goal")
     args = ap.parse_args()
-    from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import make_agent_factory, wilson
+    from embodied.envs.runner import run_episodes
+    from embodied.jobs.rollout import make_agent_factory
+    from embodied.metrics import wilson
 
     policies = dict(p.split("=", 1) for p in args.policy.split(",")) if args.policy != "expert" else {}
     rows = []

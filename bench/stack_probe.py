@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from embodied.datasets.demos import open_demo_file
-from embodied.envs.rollout import GuardedEnv
+from embodied.envs.runner import GuardedEnv
 from embodied.policies import load_policy, make_expert
 
 

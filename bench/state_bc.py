@@ -27,7 +27,7 @@ from torch import nn
 from embodied.datasets.demos import demo_names, open_demo_file
 from embodied.envs import make_env
 from embodied.errors import EmbodiedError
-from embodied.jobs.rollout import wilson
+from embodied.metrics import wilson
 from embodied.policies import make_expert
 
 POSE = 7  # robosuite Lift and Stack: obs/object is one (position, quaternion) block per cube

@@ -24,8 +24,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
 
-    from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import wilson
+    from embodied.envs.runner import run_episodes
+    from embodied.metrics import wilson
     from embodied.policies import load_policy
 
     modes: list[float | None] = [None, *args.m]

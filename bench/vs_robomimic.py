@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embodied.envs.actor import Actor
+
 RUN = Path(__file__).resolve().parent / "robomimic" / "run.py"
 
 
@@ -45,7 +47,7 @@ def _protocol():
 _Pipe = _protocol()._Pipe
 
 
-class RobomimicPolicy:
+class RobomimicPolicy(Actor):
     """A robomimic checkpoint acting in our env: the obs become robomimic's keys, the action comes back over a pipe
     from `run.py serve` in robomimic's venv (its RolloutPolicy keeps the LSTM state between calls)."""
 
@@ -62,7 +64,7 @@ class RobomimicPolicy:
     def reset(self) -> None:
         self._send(np.array(0))
 
-    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         p = np.asarray(obs["proprio"], np.float64)
         self._send(np.array(1), p[:3], p[3:7], p[7:9], obs["rgb"]["agentview"], obs["rgb"]["robot0_eye_in_hand"])
         return np.lib.format.read_array(self.answers, allow_pickle=False)
@@ -120,8 +122,8 @@ def _check_orientation(demos: Path, env_cfg: dict) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     import torch
 
-    from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import wilson
+    from embodied.envs.runner import run_episodes
+    from embodied.metrics import wilson
     from embodied.policies import load_policy
 
     torch.set_num_threads(1 if args.workers > 1 else torch.get_num_threads())

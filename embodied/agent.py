@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodied.datasets.corpus import experience_budget, experience_regressed
+from embodied.envs.actor import Actor
 from embodied.planners import Plan, Planner
 from embodied.planners.background import settle
 
@@ -38,8 +39,8 @@ class AgentConfig:
     ground_replans: bool = True
 
 
-class EmbodiedAgent:
-    needs_info = True
+class EmbodiedAgent(Actor):
+    """The loop as one actor (envs/actor.py): plans, checks and re-plans around `policy`, itself an Actor."""
 
     def __init__(self, planner: Planner, policy, cfg: AgentConfig):
         self.planner, self.policy, self.cfg = planner, policy, cfg
@@ -59,12 +60,10 @@ class EmbodiedAgent:
         self.log: list[dict] = []
         self.task_steps: list[str] = []  # the first plan's steps: what a re-plan after a regression is checked against
         self.checks: list[list] = []  # [t of the clip, sub-goals asked, answers]: what the detector said, when
-        if hasattr(self.policy, "reset"):
-            self.policy.reset()
+        self.policy.reset()
 
     def seed(self, episode_seed: int) -> None:
-        if hasattr(self.policy, "seed"):  # a noisy scripted expert draws its noise per episode
-            self.policy.seed(episode_seed)
+        self.policy.seed(episode_seed)
 
     # -- what the planner sees ----------------------------------------------------------------------
     def clip(self) -> np.ndarray:
@@ -111,10 +110,7 @@ class EmbodiedAgent:
             self._new_plan(self.planner.plan(self.clip(), instruction, info), "plan")
         elif check and not self.cfg.background_checks:
             self._check(instruction, info)
-        if getattr(self.policy, "needs_info", False):  # a scripted controller reads the scene's object names
-            action = self.policy.act(obs, self.subgoal, info)
-        else:
-            action = self.policy.act(obs, self.subgoal)
+        action = self.policy.act(obs, self.subgoal, info)  # a scripted controller reads the scene's object names
         if check and self.cfg.background_checks:
             self._check(instruction, info)
         self.t += 1
@@ -169,8 +165,7 @@ class EmbodiedAgent:
         if cause == "regressed" and self.cfg.ground_replans:
             plan, extra = self._grounded(plan, kw["undone"], instruction, info)
         self._new_plan(plan, "replan", experience, **extra)
-        if hasattr(self.policy, "reset"):  # a fresh start on the new plan (a scripted expert restarts its script)
-            self.policy.reset()
+        self.policy.reset()  # a fresh start on the new plan (a scripted expert restarts its script)
 
     def _earliest_undone(self, undone: str, info: dict | None) -> str:
         """The first step of the first plan, up to `undone`, that the detector now says is not done: what the

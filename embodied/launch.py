@@ -73,7 +73,7 @@ def begin(job: str, cfg: DictConfig, out: Path, merged: Sequence[Path], key: Cal
     launcher that cannot run here and a folder of other settings (one holding files named `pattern`), save the
     config, and when sharded, run every shard and fold their files into the cells' `merged` files (first those an
     interrupted run left, so that no shard runs them again)."""
-    from embodied.cli import check_continuation, save_config
+    from embodied.runconfig import check_continuation, save_config
 
     check(cfg)
     if out.exists() and any(out.rglob(pattern)):

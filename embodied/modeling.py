@@ -20,6 +20,9 @@ from einops import rearrange, repeat
 from torch import nn
 
 from embodied.errors import EmbodiedError, check_fields
+from embodied.io import read_safetensors
+from embodied.pretrained import CONFIG_NAME, WEIGHTS_NAME, fingerprint, load_weights, write_checkpoint
+from embodied.pretrained import read_config as read_json_config
 
 # CLIP's pixel statistics; a pretrained ViT expects its inputs normalised with them.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -652,16 +655,107 @@ class EmbodiedGPT(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: p.detach().cpu().contiguous() for k, p in self.named_parameters() if p.requires_grad}
 
-    def save_pretrained(self, path: str | Path) -> None:
-        from embodied.checkpoint import save_model
+    # A checkpoint (embodied/pretrained.py's format): config.json, model.safetensors (the weights trained here
+    # only), tokenizer/, and -- when they were trained here rather than loaded from a user's directory -- the ViT
+    # and the LLM as Hugging Face directories vision/ and llm/ (the tiny model).
+    def _bundled(self, part_cfg) -> bool:
+        """A backbone goes into the checkpoint when nothing else holds its weights."""
+        return not part_cfg.pretrained or not part_cfg.freeze
 
-        save_model(self, path)
+    def save_pretrained(self, path: str | Path, bundle: bool = False, extra: dict | None = None) -> Path:
+        """`bundle` copies the backbones in even when they came from a directory (a self-contained
+        checkpoint, as the shipped tiny model is); `extra` maps file names to writers `fn(path)`."""
+        cfg = EmbodiedGPTConfig.from_dict(self.cfg.to_dict())
+        cfg.eformer.blip2 = None  # its weights are in model.safetensors now
+        files = {"tokenizer": self.tokenizer.save_pretrained}
+        vision_in = bundle or self._bundled(self.cfg.vision)
+        if vision_in:
+            files["vision"] = self.vision.backbone.save_pretrained
+            cfg.vision.pretrained, cfg.vision.freeze = "vision", True
+        if bundle or self._bundled(self.cfg.llm):
+            files["llm"] = self._save_llm
+            cfg.llm.pretrained, cfg.llm.freeze = "llm", True
+        state = {k: v for k, v in self.trainable_state_dict().items()
+                 if not (k.startswith("vision.backbone.") and vision_in)}
+        return write_checkpoint(path, cfg.to_dict(), state, {**files, **(extra or {})})
+
+    def _save_llm(self, out: Path) -> None:
+        """The LLM as it was before peft wrapped it: a copy of its directory, or (random init) its weights
+        with the adapter's wrapping taken out of the names."""
+        import re
+        import shutil
+
+        src = self.cfg.llm.pretrained
+        if src and Path(src).is_dir():
+            shutil.copytree(src, out, ignore=shutil.ignore_patterns("trainer_state.pt"))
+            return
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        clean = type(base)(base.config)
+        wrapped = base.state_dict()
+        state = {}
+        for key in clean.state_dict():
+            for cand in (key, re.sub(r"\.self_attn\.", ".self_attn.model.", key),
+                         key.replace(".weight", ".base_layer.weight"), key.replace(".bias", ".base_layer.bias")):
+                if cand in wrapped:
+                    state[key] = wrapped[cand]
+                    break
+            else:
+                raise EmbodiedError(f"cannot find the LLM weight '{key}' under its adapter to save it")
+        clean.load_state_dict(state)
+        clean.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **overrides) -> "EmbodiedGPT":
-        from embodied.checkpoint import load_model
+    def from_pretrained(cls, path: str | Path, cfg: EmbodiedGPTConfig | None = None, tokenizer=None) -> "EmbodiedGPT":
+        """Build the model from its config (the frozen parts from their directories) and load the trained
+        weights. `cfg` may override the stored config (e.g. to unfreeze a part)."""
+        from embodied.assets import resolve
 
-        return load_model(path, **overrides)
+        path = resolve(path)
+        cfg = cfg or read_config(path)
+        if tokenizer is None and (path / "tokenizer").is_dir():
+            tokenizer = tokenizer_from(path / "tokenizer", f"{path}/tokenizer")
+        model = cls(cfg, tokenizer=tokenizer)
+        # A trainable ViT loaded from a directory (the tiny recipe's stage 1, resumed) has its weights there.
+        expected = {k for k, p in model.named_parameters() if p.requires_grad
+                    and not (k.startswith("vision.backbone.") and model.cfg.vision.pretrained)}
+        load_weights(model, path / WEIGHTS_NAME, expected)
+        return model
+
+
+def read_config(path: str | Path) -> EmbodiedGPTConfig:
+    """The config of an EmbodiedGPT checkpoint, its backbones' directories made absolute."""
+    from embodied.assets import resolve
+
+    path = resolve(path)
+    f = path / CONFIG_NAME
+    cfg = EmbodiedGPTConfig.from_dict(read_json_config(path, "an EmbodiedGPT"), where=f"{f}: ")
+    for part in (cfg.vision, cfg.llm):  # paths inside the checkpoint are stored relative to it
+        if part.pretrained and not Path(part.pretrained).is_absolute() and (path / part.pretrained).exists():
+            part.pretrained = str(path / part.pretrained)
+    return cfg
+
+
+def load_perception(path: str | Path):
+    """The planner's ViT and Embodied-former (and tokenizer) without its LLM: what a policy needs, and a
+    fingerprint of their weights (a policy trained on these features records it: retraining the planner in
+    place must not change a policy's inputs without a word)."""
+    from embodied.assets import resolve
+
+    path = resolve(path)
+    cfg = read_config(path)
+    tok_dir = path / "tokenizer" if (path / "tokenizer").is_dir() else Path(cfg.llm.pretrained or "")
+    tokenizer = tokenizer_from(tok_dir, f"{path}: tokenizer")
+    vision = VisionEncoder(cfg.vision)
+    eformer = EmbodiedFormer(cfg.eformer, cfg.vision.hidden_size, len(tokenizer))
+    state = read_safetensors(path / WEIGHTS_NAME)
+    for prefix, module in (("vision.", vision), ("eformer.", eformer)):
+        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        missing = [k for k, p in module.named_parameters() if p.requires_grad and k not in part]
+        if missing:
+            raise EmbodiedError(f"{path}/{WEIGHTS_NAME}: no weights for {prefix}{missing[0]} ({len(missing)} in all)")
+        module.load_state_dict(part, strict=False)
+    return vision.eval(), eformer.eval(), tokenizer, fingerprint(state, ("vision.", "eformer."))
 
 
 def plan_prompt(instruction: str, experience: str = "") -> str:

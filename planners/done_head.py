@@ -145,14 +145,14 @@ class DoneHead:
         return cls(probes), report
 
     def save(self, path: str | Path, report: dict | None = None) -> None:
-        from safetensors.torch import save_file
-
+        """Into planner checkpoint dir `path`, beside the model it reads (two files, not a checkpoint of its own)."""
         from embodied.io import atomic_path, write_json
+        from embodied.pretrained import write_weights
 
         path = Path(path)
-        tensors = {f"{k}|{name}": v.contiguous() for k, p in self.probes.items() for name, v in p.items()}
+        tensors = {f"{k}|{name}": v for k, p in self.probes.items() for name, v in p.items()}
         with atomic_path(path / HEAD_FILE) as tmp:
-            save_file(tensors, str(tmp))
+            write_weights(tmp, tensors)
         write_json(path / INFO_FILE, {"kinds": sorted(self.probes), "report": report or {}})
 
     @classmethod

@@ -114,11 +114,11 @@ class EmbodiedGPTPlanner(Planner):
         """`compile`: compile the plan decoder's per-token step (torch.compile; CUDA graphs on a GPU): each new
         batch size and cache length compiles once (seconds on the tiny model), then every token is faster."""
         from embodied.assets import resolve
-        from embodied.checkpoint import load_model
+        from embodied.modeling import EmbodiedGPT
 
         kwargs.setdefault("done_head", DoneHead.load(resolve(path)))
         kwargs.setdefault("detector", load_detector(resolve(path)))
-        model = load_model(path)
+        model = EmbodiedGPT.from_pretrained(path)
         model.compile_decoding = bool(compile)
         return cls(model, **kwargs)
 

@@ -22,19 +22,17 @@ done: a false "done" cannot be taken back). A checkpoint is a directory: config.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from embodied.errors import EmbodiedError, check_fields
-from embodied.io import atomic_dir, read_safetensors
+from embodied.errors import EmbodiedError
 from embodied.layers import SpatialSoftmax, pixel_conv, resize
 from embodied.planners.done_head import kind
+from embodied.pretrained import CONFIG_NAME, PretrainedMixin
 
 DIR = "success_detector"  # inside a planner checkpoint
 
@@ -60,7 +58,10 @@ class SuccessDetectorConfig:
     train_info: dict = dataclasses.field(default_factory=dict)
 
 
-class SuccessDetector(nn.Module):
+class SuccessDetector(PretrainedMixin, nn.Module):
+    config_class = SuccessDetectorConfig
+    checkpoint_kind = "a success detector"
+
     def __init__(self, cfg: SuccessDetectorConfig):
         super().__init__()
         if not cfg.cameras or not cfg.kinds:
@@ -101,26 +102,11 @@ class SuccessDetector(nn.Module):
             out.append([margin.get(kind(s)) for s in qs])
         return out
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        with atomic_dir(path) as tmp:
-            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=1))
-        return Path(path)
-
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "SuccessDetector":
-        path = Path(path)
-        try:
-            raw = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise EmbodiedError(f"{path / 'config.json'}: not a success detector config ({e})") from None
-        check_fields(SuccessDetectorConfig, raw, str(path / "config.json"))
-        cfg = SuccessDetectorConfig(**raw)
+    def from_config(cls, cfg: SuccessDetectorConfig, path: Path) -> "SuccessDetector":
         if len(cfg.thresholds) != len(cfg.kinds):
-            raise EmbodiedError(f"{path / 'config.json'}: {len(cfg.kinds)} kinds but {len(cfg.thresholds)} thresholds")
-        model = cls(cfg)
-        model.load_state_dict(read_safetensors(path / "model.safetensors"))
-        return model.eval()
+            raise EmbodiedError(f"{path / CONFIG_NAME}: {len(cfg.kinds)} kinds but {len(cfg.thresholds)} thresholds")
+        return cls(cfg)
 
 
 def load_detector(planner_dir: str | Path) -> SuccessDetector | None:

@@ -7,12 +7,13 @@ the pose estimator's reading of the cameras: pixels and proprioception only at r
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from embodied.errors import EmbodiedError
 from embodied.policies.base import Policy, PolicyConfig, config_from_dict
-from embodied.policies.scripted import ScriptedExpert, make_expert
+from embodied.policies.experts import make_expert
+from embodied.policies.scripted import ScriptedExpert
+from embodied.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config
 
 
 def policy_classes() -> dict:
@@ -45,17 +46,13 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     from embodied.assets import resolve
 
     path = resolve(path)
-    if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
-        raise EmbodiedError(f"{path}: not a policy checkpoint (expected config.json and model.safetensors)")
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise EmbodiedError(f"{path / 'config.json'}: unreadable ({e})") from None
-    if not isinstance(cfg, dict):
-        raise EmbodiedError(f"{path / 'config.json'}: expected a JSON object, got {type(cfg).__name__}")
-    policy = make_policy(cfg, root=path, where=str(path / "config.json"))
-    policy.load_weights(path / "model.safetensors")
-    return policy.to(device).eval()
+    if not (path / CONFIG_NAME).exists() or not (path / WEIGHTS_NAME).exists():
+        raise EmbodiedError(f"{path}: not a policy checkpoint (expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+    kind = read_config(path, "a policy").get("type")
+    classes = policy_classes()
+    if kind not in classes:
+        raise EmbodiedError(f"{path / CONFIG_NAME}: type={kind!r}: expected one of {sorted(classes)}")
+    return classes[kind].from_pretrained(path).to(device).eval()
 
 
 __all__ = ["Policy", "PolicyConfig", "ScriptedExpert", "load_policy", "make_expert", "make_policy"]

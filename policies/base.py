@@ -1,17 +1,19 @@
 """What every learned policy shares: the interface, saving/loading by path, random-shift augmentation, the
 pixel encoder (a small CNN and its spatial-softmax keypoints).
 
-Interface (as LeRobot's): `forward(batch) -> loss`, `select_action(obs, subgoal) -> action`, `reset()`;
-`act` is `select_action` (the name the rollout runner and the scripted experts use). A policy predicts a
-chunk of `chunk` actions and executes them in turn before looking again, or, with temporal ensembling
-(`ensemble`, as in ACT), predicts a chunk every step and executes the weighted mean of what the live chunks
-say about the current step.
-A checkpoint is a directory: config.json (typed config with the policy type) + model.safetensors.
+Interface (as LeRobot's): `forward(batch) -> loss`, `select_action(obs, subgoal) -> action`, `reset()`; and, as
+robomimic's, `train_on_batch` (one gradient step, so train-policy's loop does not branch on what a policy is made
+of). A policy is an Actor (envs/actor.py): `act` is `select_action`; `actor()` gives a handle per parallel episode
+with its own action queue. A policy predicts a chunk of `chunk` actions and executes them in turn before looking
+again, or, with temporal ensembling (`ensemble`, as in ACT), predicts a chunk every step and executes the weighted
+mean of what the live chunks say about the current step.
+A checkpoint is a directory: config.json (typed config with the policy type) + model.safetensors, saved and
+loaded as every model here is (embodied/pretrained.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+from abc import abstractmethod
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
+from embodied.envs.actor import Actor
 from embodied.errors import EmbodiedError, check_fields
-from embodied.io import read_safetensors
 from embodied.layers import SpatialSoftmax, pixel_conv, random_shift, resize  # noqa: F401  (the policies' names for them)
+from embodied.pretrained import PretrainedMixin
 
 
 @dataclasses.dataclass
@@ -46,8 +48,11 @@ class PolicyConfig:
     train_info: dict = dataclasses.field(default_factory=dict)  # demos file, n_demos: how it was made
 
 
-class Policy(nn.Module):
+class Policy(PretrainedMixin, nn.Module, Actor):
     config_class = PolicyConfig
+    checkpoint_kind = "a policy"
+    # True where it trains on a frozen encoder's features, computed once (`cache_features`) rather than per step.
+    frozen_perception = False
 
     def __init__(self, cfg: PolicyConfig):
         super().__init__()
@@ -66,14 +71,40 @@ class Policy(nn.Module):
         return (proprio.float() - self.proprio_mean) / self.proprio_std
 
     # -- interface ------------------------------------------------------------------------------
-    def predict(self, rgb: torch.Tensor, proprio: torch.Tensor, subgoals: list[str]) -> torch.Tensor:
-        """(B, H, W, 3) uint8, (B, P), B sub-goal sentences -> (B, chunk, A) actions in [-1, 1]."""
-        raise NotImplementedError
+    @abstractmethod
+    def predict(self, x: torch.Tensor, proprio: torch.Tensor, subgoals: list[str]) -> torch.Tensor:
+        """(B, ...) what the policy reads besides proprioception (`check_obs` takes it from the observation:
+        (B, H, W, 3) uint8 frames for a pixel policy, the (B, object_dim) object state for the state policy),
+        (B, P) proprio, B sub-goal sentences -> (B, chunk, A) actions in [-1, 1]."""
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Behaviour-cloning loss (MSE) on a batch {rgb, proprio, action (B, chunk, A), subgoal}."""
         pred = self.predict(batch["rgb"], batch["proprio"], batch["subgoal"])
         return F.mse_loss(pred, batch["action"])
+
+    def train_on_batch(self, data: dict, idx: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       gen: torch.Generator, cache: dict | None = None) -> float:
+        """One gradient step on the samples `idx` of the training data (train-policy's arrays: rgb, proprio,
+        action chunks, subgoal, object), augmented with `gen`; returns the loss. `cache`: what
+        `cache_features` made once (a policy on frozen perception trains on cached features)."""
+        rgb = random_shift(data["rgb"][idx], self.cfg.shift, gen) if data["rgb"] is not None else None
+        obj = data.get("object")
+        loss = self({"rgb": rgb, "proprio": data["proprio"][idx], "action": data["action"][idx],
+                     "subgoal": [data["subgoal"][i] for i in idx.tolist()],
+                     "object": obj[idx] if obj is not None else None})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def cache_features(self, data: dict, views: int, gen: torch.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """With `frozen_perception`: the features `train_on_batch` reads, computed once for the training data."""
+        raise NotImplementedError(f"{type(self).__name__} trains end to end: it caches no features")
+
+    @property
+    def object_dim(self) -> int:
+        """Size of the simulator's object state it trains on (an auxiliary target or an input); 0: none."""
+        return int(getattr(self.cfg, "object_dim", 0) or 0)
 
     def reset(self) -> None:
         self._queue.clear()
@@ -81,15 +112,18 @@ class Policy(nn.Module):
     def select_action(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
         return self.next_action(obs, subgoal, self._queue)
 
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
+        return self.select_action(obs, subgoal)
+
     @torch.no_grad()
     def next_action(self, obs: dict, subgoal: str | None, queue: deque) -> np.ndarray:
         m = self.cfg.ensemble
         if m is None and queue:
             return queue.popleft().astype(np.float32)
-        rgb, proprio = self.check_obs(obs)
+        x, proprio = self.check_obs(obs)
         if self.training:  # eval() walks every submodule: only when needed, not on each chunk
             self.eval()
-        chunk = self.predict(rgb[None], proprio[None], [subgoal or ""])[0].cpu().numpy()
+        chunk = self.predict(x[None], proprio[None], [subgoal or ""])[0].cpu().numpy()
         if m is None:
             queue.extend(chunk)
             return queue.popleft().astype(np.float32)
@@ -103,11 +137,9 @@ class Policy(nn.Module):
             queue.popleft()
         return (w @ acts / w.sum()).astype(np.float32)
 
-    act = select_action
-
-    def actor(self) -> "Actor":
+    def actor(self) -> "PolicyActor":
         """A per-episode handle with its own action queue, sharing these weights (one per parallel env)."""
-        return Actor(self)
+        return PolicyActor(self)
 
     def check_obs(self, obs: dict) -> tuple[torch.Tensor, torch.Tensor]:
         cam = self.cfg.camera
@@ -136,33 +168,14 @@ class Policy(nn.Module):
                 f"this env has actions ({action_dim},) and proprio ({proprio_dim},)"
             )
 
-    # -- files ----------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
-        from embodied.io import atomic_dir
+    # -- files (embodied/pretrained.py: save_pretrained, from_pretrained) -------------------------
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        """All weights; a policy on a planner's frozen perception leaves those out (the planner holds them)."""
+        return self.state_dict()
 
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k in self.saved_keys()}
-            save_file(state, str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
-            for name, writer in (extra or {}).items():
-                writer(tmp / name)
-        return path
-
-    def saved_keys(self) -> set[str]:
-        return set(self.state_dict())
-
-    def load_weights(self, file: Path) -> None:
-        state = read_safetensors(file)
-        own = self.state_dict()
-        for k, v in state.items():
-            if k not in own or own[k].shape != v.shape:
-                raise EmbodiedError(f"{file}: '{k}' {tuple(v.shape)} does not fit this policy "
-                                    f"({tuple(own[k].shape) if k in own else 'no such weight'})")
-        missing = self.saved_keys() - set(state)
-        if missing:
-            raise EmbodiedError(f"{file}: missing weights {sorted(missing)[:3]}")
-        self.load_state_dict(state, strict=False)
+    @classmethod
+    def from_config(cls, cfg: PolicyConfig, path: Path) -> "Policy":
+        return cls(cfg, root=path)  # paths in the config (a planner's) are relative to the checkpoint
 
 
 def action_head(width: int, cfg: PolicyConfig) -> nn.Sequential:
@@ -171,14 +184,14 @@ def action_head(width: int, cfg: PolicyConfig) -> nn.Sequential:
                          nn.Linear(cfg.hidden, cfg.chunk * cfg.action_dim), nn.Tanh())
 
 
-class Actor:
+class PolicyActor(Actor):
     def __init__(self, policy: Policy):
         self.policy, self._queue = policy, deque()
 
     def reset(self) -> None:
         self._queue.clear()
 
-    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         return self.policy.next_action(obs, subgoal, self._queue)
 
 

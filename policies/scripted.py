@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embodied.errors import EmbodiedError
+from embodied.envs.actor import Actor
 
 
 def _yaw_from_xyzw(q: np.ndarray) -> float:
@@ -20,8 +20,8 @@ def _wrap(a: float, period: float) -> float:
     return (a + period / 2) % period - period / 2
 
 
-class ScriptedExpert:
-    """Base: `act(obs, subgoal=None) -> action`, `reset()`; optional Gaussian action noise."""
+class ScriptedExpert(Actor):
+    """Base: an Actor (envs/actor.py) with optional Gaussian action noise, drawn per episode from its seed."""
 
     def __init__(self, noise: float = 0.0, seed: int | None = None):
         self.noise = float(noise)
@@ -33,11 +33,10 @@ class ScriptedExpert:
         self.phase, self.count, self.yaw_offset = 0, 0, 0.0
 
     def seed(self, episode_seed: int) -> None:
-        """Draw this episode's noise from its seed, so a demo depends on its seed alone (not on which worker
-        ran it, or on what that worker ran before). The episode runners call it with the env's seed."""
+        """This episode's noise from its seed, so a demo depends on its seed alone."""
         self.rng = np.random.default_rng([episode_seed] if self.base_seed is None else [self.base_seed, episode_seed])
 
-    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         action = np.asarray(self._act(obs), np.float64)
         if self.noise > 0:
             action[:-1] += self.rng.normal(0, self.noise, action.shape[0] - 1)
@@ -292,42 +291,3 @@ class MetaWorldExpert(ScriptedExpert):
 
     def _act(self, obs):
         return self.policy.get_action(np.asarray(obs["object"], np.float64))
-
-
-_ROBOSUITE = {"Lift": LiftExpert, "Stack": StackExpert, "PickPlaceCan": PickPlaceCanExpert,
-              "Door": DoorExpert, "NutAssemblySquare": NutAssemblySquareExpert}
-
-
-_REACTIVE = {"Stack": ReactiveStackExpert}
-EXPERT_KINDS = ("waypoint", "reactive", "skill")
-
-
-def follows_subgoal(backend: str, task: str, kind: str) -> bool:
-    """Whether make_expert(..., kind) does what the sub-goal it is given says (else it runs the whole task)."""
-    from embodied.policies.skills import TASKS
-
-    return kind == "skill" and backend == "robosuite" and task in TASKS
-
-
-def make_expert(backend: str, task: str, noise: float = 0.0, seed: int | None = None,
-                kind: str = "waypoint") -> ScriptedExpert:
-    """The scripted expert for a task. `kind`: "waypoint" (a state machine over waypoints, every task),
-    "reactive" (a function of the observation alone; robosuite Stack) or "skill" (executes the sub-goal it is
-    given, so that a planner's mistakes show: robosuite Lift, Stack and PickPlaceCan; any other task gets its
-    waypoint expert, which runs the whole task whatever it is told: see `follows_subgoal`)."""
-    if kind not in EXPERT_KINDS:
-        raise EmbodiedError(f"expert: '{kind}' is not one of {list(EXPERT_KINDS)}")
-    if follows_subgoal(backend, task, kind):
-        from embodied.policies.skills import SkillExpert
-
-        return SkillExpert(task, noise=noise, seed=seed)
-    if kind == "reactive":
-        if backend != "robosuite" or task not in _REACTIVE:
-            raise EmbodiedError(f"expert: no reactive expert for {backend} task '{task}' (only robosuite "
-                                f"{', '.join(_REACTIVE)})")
-        return _REACTIVE[task](noise=noise, seed=seed)
-    if backend == "robosuite" and task in _ROBOSUITE:
-        return _ROBOSUITE[task](noise=noise, seed=seed)
-    if backend == "metaworld":
-        return MetaWorldExpert(task, noise=noise, seed=seed)
-    raise EmbodiedError(f"policy: no scripted expert for {backend} task '{task}'")

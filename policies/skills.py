@@ -36,7 +36,6 @@ def _z_axis(q: np.ndarray) -> np.ndarray:
 
 
 class SkillExpert(ScriptedExpert):
-    needs_info = True  # the scene's object names come from the simulator's sub-goals
     gain, rot_gain = 10.0, 2.0
     finger_yaw = np.pi / 2  # the fingers close across the hand's yaw direction
     lift_speed = 0.3  # action units (1 = 5 cm commanded per step)
@@ -53,7 +52,7 @@ class SkillExpert(ScriptedExpert):
         self.grip = -1.0  # held while the sub-goal cannot be executed
 
     def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
-        self._subgoal, self._info = subgoal or "", info or {}
+        self._subgoal, self._info = subgoal or "", info or {}  # the scene's object names come from the simulator
         return super().act(obs, subgoal)
 
     # -- the scene ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
 from embodied.envs import make_env
-from embodied.envs.rollout import run_episode
+from embodied.envs.runner import run_episode
 from embodied.planners import BlindPlanner, EmbodiedGPTPlanner, OraclePlanner, Plan
 from embodied.policies import make_expert
 

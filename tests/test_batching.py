@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
-from embodied.envs.rollout import run_episodes
+from embodied.envs.runner import run_episodes
 from embodied.planners import make_planner
 from embodied.planners.batching import PlanBatcher
 from embodied.policies import make_expert

@@ -38,7 +38,7 @@ def test_help_lists_jobs():
 def test_config_changes_spot_what_a_rerun_would_mix(tmp_path, monkeypatch):
     """A rerun into a folder continues the run there: config_changes names every setting that differs, and
     only those (not the keys the job may change, not keys the code added since, not another spelling)."""
-    from embodied.cli import compose, config_changes, save_config
+    from embodied.runconfig import compose, config_changes, save_config
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p").mkdir()

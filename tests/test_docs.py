@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from embodied.cli import JOBS, compose
+from embodied.jobs import JOBS
+from embodied.runconfig import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ from conftest import run_cli
 
 from embodied.agent import AgentConfig, EmbodiedAgent
 from embodied.envs import make_env
-from embodied.envs.rollout import run_episode, run_episodes
-from embodied.loop_metrics import aggregate, score_episode
+from embodied.envs.runner import run_episode, run_episodes
+from embodied.metrics import aggregate, score_episode
 from embodied.planners import OraclePlanner
 from embodied.policies import make_expert
 

@@ -2,7 +2,7 @@
 import pytest
 
 from embodied.envs import TASKS, make_env
-from embodied.envs.rollout import run_episode
+from embodied.envs.runner import run_episode
 from embodied.errors import EmbodiedError
 from embodied.policies import make_expert
 
@@ -38,7 +38,7 @@ def test_bad_expert_kind(kind, task, needle):
 def test_a_noisy_demo_depends_on_its_seed_alone():
     """Collected with action noise, the demo of a seed is the same whatever ran before it on that worker,
     so `embodied collect` (and the pipeline) give the same demos for the same seeds."""
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
 
     cfg = {"backend": "robosuite", "task": "Lift", "cameras": [], "horizon": 15}
     actions = {}

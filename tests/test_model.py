@@ -178,14 +178,14 @@ def test_plan_returns_text(tok):
 
 
 def test_checkpoint_round_trip(tok, tmp_path):
-    from embodied.checkpoint import load_model
+    from embodied.modeling import EmbodiedGPT
 
     torch.manual_seed(1)
     m = EmbodiedGPT(small_cfg(), tokenizer=tok).eval()
     m.save_pretrained(tmp_path / "ckpt")
     files = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer", "vision", "llm"} <= files
-    m2 = load_model(tmp_path / "ckpt").eval()
+    m2 = EmbodiedGPT.from_pretrained(tmp_path / "ckpt").eval()
     v = video(1)
     with torch.no_grad():
         a = m(v, ["p"], ["Task: a."])
@@ -263,8 +263,8 @@ def test_bad_model_paths_give_one_clear_error(tok, tmp_path):
 def test_7b_configuration_on_the_meta_device():
     from hydra import compose, initialize_config_dir
 
-    from embodied.cli import config_dir
     from embodied.jobs.model_info import build_on_meta, memory_estimate
+    from embodied.runconfig import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         cfg = compose(config_name="model_info", overrides=["model=egpt_7b"])
@@ -287,7 +287,7 @@ def test_several_cameras_are_encoded_each_alone_with_a_view_embedding(tok, tmp_p
     tokens a one-view model gives), the view embedding tells them apart, and plans and checks take (V, T, ...)."""
     import numpy as np
 
-    from embodied.checkpoint import load_model
+    from embodied.modeling import EmbodiedGPT
     from embodied.planners import EmbodiedGPTPlanner
 
     cfg = small_cfg()
@@ -307,7 +307,7 @@ def test_several_cameras_are_encoded_each_alone_with_a_view_embedding(tok, tmp_p
         m.vision(torch.zeros(1, 3, 8, 40, 40, 3, dtype=torch.uint8))
     m.cfg.cameras = ["agentview", "robot0_eye_in_hand"]
     m.save_pretrained(tmp_path / "ckpt")
-    planner = EmbodiedGPTPlanner(load_model(tmp_path / "ckpt"), max_new_tokens=4)
+    planner = EmbodiedGPTPlanner(EmbodiedGPT.from_pretrained(tmp_path / "ckpt"), max_new_tokens=4)
     assert planner.cameras == ["agentview", "robot0_eye_in_hand"]
     clip = np.asarray(two[0])  # (V, T, H, W, 3), as the agent gives it
     assert isinstance(planner.plan(clip, "stack the red cube").task, str)

@@ -6,9 +6,9 @@ from conftest import ROOT
 
 
 def _import_from(cwd, env=None):
-    code = "import embodied.envs, embodied.datasets, embodied.policies, embodied.planners, embodied.cli as c; " \
-           "import embodied.policies.egpt, embodied.policies.cnn_bc, embodied.modeling, embodied.agent; " \
-           "print(embodied.envs.__file__); print(c.config_dir())"
+    code = ("import embodied.envs, embodied.datasets, embodied.policies, embodied.planners, embodied.cli; "
+            "import embodied.policies.egpt, embodied.policies.cnn_bc, embodied.modeling, embodied.agent; "
+            "import embodied.runconfig as c; print(embodied.envs.__file__); print(c.config_dir())")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
 
 

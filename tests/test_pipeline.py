@@ -74,8 +74,7 @@ def test_shipped_checkpoints_load_and_match_the_code():
     import dataclasses
 
     from embodied.assets import ASSETS
-    from embodied.checkpoint import load_model, read_config
-    from embodied.modeling import EmbodiedGPTConfig
+    from embodied.modeling import EmbodiedGPT, EmbodiedGPTConfig, read_config
     from embodied.policies import load_policy
 
     planner = ASSETS / "tiny" / "planner"
@@ -83,7 +82,7 @@ def test_shipped_checkpoints_load_and_match_the_code():
     raw = json.loads((planner / "config.json").read_text())
     cfg = read_config(planner)
     assert EmbodiedGPTConfig.from_dict(raw).to_dict().keys() == cfg.to_dict().keys()  # no unknown or missing fields
-    model = load_model("tiny/planner")
+    model = EmbodiedGPT.from_pretrained("tiny/planner")
     assert model.cfg.vision.freeze and model.cfg.llm.freeze
     size = sum(f.stat().st_size for f in (ASSETS / "tiny").rglob("*") if f.is_file())
     assert size <= 50 * 2**20

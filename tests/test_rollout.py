@@ -4,7 +4,8 @@ import numpy as np
 from conftest import run_cli
 
 from embodied.envs import make_env
-from embodied.envs.rollout import run_episodes
+from embodied.envs.actor import Actor
+from embodied.envs.runner import run_episodes
 from embodied.io import read_jsonl
 from embodied.policies import make_expert
 
@@ -94,7 +95,7 @@ def test_simulator_failures_are_recorded_and_the_run_goes_on(tmp_path):
 
     import psutil
 
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
     from embodied.policies import make_expert
 
     blowup = {"backend": "robosuite", "task": "Lift", "cameras": [], "horizon": 30,
@@ -102,7 +103,7 @@ def test_simulator_failures_are_recorded_and_the_run_goes_on(tmp_path):
     res = run_episodes(blowup, lambda: make_expert("robosuite", "Lift"), seeds=[0, 1], workers=1)
     assert [r["error"].startswith("MuJoCo instability") for r in res] == [True, True]
 
-    class KillerExpert:  # kills one worker process once, from the main process, mid-episode
+    class KillerExpert(Actor):  # kills one worker process once, from the main process, mid-episode
         killed = False
 
         def __init__(self):
@@ -111,7 +112,7 @@ def test_simulator_failures_are_recorded_and_the_run_goes_on(tmp_path):
         def reset(self):
             self.inner.reset()
 
-        def act(self, obs, subgoal=None):
+        def act(self, obs, subgoal=None, info=None):
             self.t += 1
             if self.t == 5 and not KillerExpert.killed:
                 workers = [p for c in psutil.Process().children() for p in c.children()]

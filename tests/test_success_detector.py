@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from embodied.envs.actor import Actor
 from embodied.errors import EmbodiedError
 from embodied.planners.success_detector import DIR, SuccessDetector, done_labels
 
@@ -129,11 +130,11 @@ def test_the_loop_asks_the_detector_with_the_newest_frames(state_demos, tmp_path
     assert any(e["event"] == "done" for e in agent.log)  # "reach" judged done by the detector (threshold -inf)
 
 
-class _Still:
+class _Still(Actor):
     """A policy that holds still: the test is about what the planner is asked, not about control."""
 
     def __init__(self, dim: int):
         self.dim = dim
 
-    def act(self, obs, subgoal=None):
+    def act(self, obs, subgoal=None, info=None):
         return np.zeros(self.dim)

@@ -10,14 +10,14 @@ from pathlib import Path
 import h5py
 from omegaconf import DictConfig, OmegaConf
 
-from embodied.cli import config_changes, save_config
 from embodied.datasets import DemoWriter, write_video
 from embodied.datasets.hdf5 import write_demo_file
 from embodied.envs import make_env
-from embodied.envs.rollout import run_episodes
+from embodied.envs.runner import run_episodes
 from embodied.errors import EmbodiedError
 from embodied.io import read_jsonl, remove_stale_temps
 from embodied.policies import make_expert
+from embodied.runconfig import config_changes, save_config
 
 
 def env_args(env, env_cfg: dict) -> dict:

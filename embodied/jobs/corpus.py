@@ -11,7 +11,7 @@ from embodied.errors import EmbodiedError
 
 
 def run(cfg: DictConfig, default_dir: Path) -> Path:
-    from embodied.cli import save_config
+    from embodied.runconfig import save_config
 
     if not cfg.demos:
         raise EmbodiedError("demos is not set: give demo files, e.g. demos=[stack.hdf5,lift.hdf5]")

@@ -2,7 +2,7 @@
 
 Every planner (egpt, and blind and oracle as bounds) runs every condition (no perturbation, drop, ...) on the
 same held-out seeds, driving a controller that executes perfectly what it is told (the scripted skill expert
-following the planner's current sub-goal) or a learned policy. Scores (embodied/loop_metrics.py): first-plan
+following the planner's current sub-goal) or a learned policy. Scores (embodied/metrics.py): first-plan
 exact match, done-detection precision/recall/F1 and delay, spurious failures, re-plan correctness, success and
 re-plans, with Wilson intervals. Writes per cell `episodes.jsonl` (a rerun skips finished seeds), a PNG per
 episode and mp4s of the first seeds; then `summary.json` and `results.md`.
@@ -57,8 +57,7 @@ def run(cfg: DictConfig, default_dir: Path, shard: launch.Shard | None = None, r
     """The whole job; with `shard`, only that shard's episodes of every cell (embodied/launch.py), no summary;
     with `report`, no episodes: the summary of what the run folder holds (`embodied report`)."""
     from embodied.io import read_jsonl, write_json
-    from embodied.jobs.rollout import wilson
-    from embodied.loop_metrics import aggregate, score_episode
+    from embodied.metrics import aggregate, score_episode, wilson
 
     n, seed, workers = int(cfg.n), int(cfg.seed), int(cfg.workers)
     if n < 1 or workers < 1:
@@ -110,9 +109,9 @@ def _seed(record: dict) -> int:
 def _run_cell(cfg: DictConfig, env_cfg: dict, sub: Path, name: str, kind: str, path: str | None, cond: str,
               seeds: list[int], jsonl: Path, all_seeds: range) -> list[dict]:
     """One planner under one condition on `seeds`, each finished episode appended to `jsonl`."""
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
     from embodied.jobs.rollout import make_agent_factory, video_cameras
-    from embodied.loop_metrics import plot_episode
+    from embodied.metrics import plot_episode
 
     policy_path = cfg.policy.path if cfg.policy.type == "learned" else None
     cell_cfg = OmegaConf.create({"policy": OmegaConf.to_container(cfg.policy, resolve=True),
@@ -136,7 +135,7 @@ def _run_cell(cfg: DictConfig, env_cfg: dict, sub: Path, name: str, kind: str, p
 
 
 def _controller(cfg: DictConfig, env_cfg: dict) -> str:
-    from embodied.policies.scripted import follows_subgoal
+    from embodied.policies.experts import follows_subgoal
 
     if cfg.policy.type == "learned":
         return f"learned policy {cfg.policy.path}"

@@ -45,11 +45,11 @@ class _Answerer:
         self.kind, self.max_new_tokens = kind, max_new_tokens
         self.model = None
         if kind in ("egpt", "blind"):
-            from embodied.checkpoint import load_model
+            from embodied.modeling import EmbodiedGPT
 
             if not path:
                 raise EmbodiedError(f"planner.type={kind} needs planner.path=CHECKPOINT")
-            self.model = load_model(path).eval()
+            self.model = EmbodiedGPT.from_pretrained(path).eval()
         elif kind != "oracle":
             raise EmbodiedError(f"planner.type={kind!r}: expected egpt, blind or oracle")
 

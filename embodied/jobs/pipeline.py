@@ -21,7 +21,8 @@ from embodied.errors import EmbodiedError
 def _job(name: str, overrides: list[str]) -> dict | Path:
     import importlib
 
-    from embodied.cli import JOBS, compose
+    from embodied.jobs import JOBS
+    from embodied.runconfig import compose
 
     cfg = compose(name.replace("-", "_"), overrides)
     return importlib.import_module(JOBS[name]).run(cfg, default_dir=Path("outputs") / name)
@@ -171,8 +172,8 @@ def _detector(cfg: DictConfig, out: Path, planner: Path, log: _Steps) -> None:
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
-    from embodied.cli import save_config
     from embodied.io import write_json
+    from embodied.runconfig import save_config
 
     out = Path(cfg.out) if cfg.out else default_dir
     tasks = OmegaConf.to_container(cfg.tasks, resolve=True)

@@ -24,7 +24,7 @@ from embodied.io import remove_stale_temps
 
 
 def run(cfg: DictConfig, default_dir: Path) -> Path:
-    from embodied.cli import save_config
+    from embodied.runconfig import save_config
 
     if not cfg.demos:
         raise EmbodiedError("demos is not set: give a demo file from `embodied collect`")

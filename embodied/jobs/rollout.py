@@ -5,29 +5,19 @@ when several learned policies are compared."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from embodied import launch
-from embodied.envs.rollout import run_episodes
+from embodied.envs.runner import run_episodes
 from embodied.errors import EmbodiedError
 from embodied.io import atomic_path, read_jsonl, write_json
+from embodied.metrics import wilson
 from embodied.policies import load_policy, make_expert
 
 RESUMABLE = ("n", "workers", "video", "video_camera", "out", "planner.batch", "shards", "launcher")
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _policy_paths(cfg) -> list[str | None]:

@@ -52,7 +52,7 @@ def dropped_episodes(demo_paths: list[str], episodes: int, seed: int, after: int
 
 
 def run(cfg: DictConfig, default_dir: Path) -> Path:
-    from embodied.cli import save_config
+    from embodied.runconfig import save_config
 
     if not cfg.demos:
         raise EmbodiedError("demos is not set: demo files of held-out seeds, e.g. demos=[heldout_stack.hdf5]")

@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from embodied.cli import check_continuation, save_config
 from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
 from embodied.layers import random_shift
 from embodied.planners.done_head import detection_scores, kind
 from embodied.planners.success_detector import DIR, SuccessDetector, SuccessDetectorConfig, done_labels
+from embodied.runconfig import check_continuation, save_config
 
 STATE = "train_state.pt"
 RESUMABLE = ("steps", "stop_after", "time_limit", "workers", "out", "eval_every", "planner")

@@ -12,9 +12,9 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     import torch
 
     from embodied.assets import resolve
-    from embodied.checkpoint import load_model
     from embodied.datasets.egocot import EgoCOTDataset
     from embodied.errors import EmbodiedError
+    from embodied.modeling import EmbodiedGPT
     from embodied.planners.done_head import DoneHead, done_samples
 
     if not cfg.planner.path or not cfg.data:
@@ -27,7 +27,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     if int(cfg.min_per_class) < 2:
         raise EmbodiedError(f"min_per_class: expected at least 2 questions, got {cfg.min_per_class}")
     torch.manual_seed(int(cfg.seed))
-    model = load_model(path).eval()
+    model = EmbodiedGPT.from_pretrained(path).eval()
     samples = done_samples(model, EgoCOTDataset(cfg.data, n_frames=model.cfg.vision.frames))
     if not samples:
         raise EmbodiedError(f"data={cfg.data}: no \"Is '...' done?\" questions to fit on")

@@ -36,7 +36,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from embodied.cli import check_continuation, save_config
+    from embodied.runconfig import check_continuation, save_config
 
     out = Path(cfg.out) if cfg.out else default_dir
     if cfg.stage not in ("lm", "align", "plan"):
@@ -173,7 +173,7 @@ def _check_launch(accelerator) -> None:
 
 def _hparams(cfg: DictConfig) -> dict:
     """TensorBoard's hparams take scalars only."""
-    from embodied.cli import flat
+    from embodied.runconfig import flat
 
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
             for k, v in flat(OmegaConf.to_container(cfg, resolve=True)).items()}
@@ -256,8 +256,7 @@ def model_config(cfg):
 def build_model(cfg, start_from: Path | None):
     """The job's model config; the weights of `start_from` (a checkpoint) when given, whose bundled
     backbones replace the config's paths (their freeze flags stay the job's)."""
-    from embodied.checkpoint import load_model, read_config
-    from embodied.modeling import EmbodiedGPT
+    from embodied.modeling import EmbodiedGPT, read_config
 
     mcfg = model_config(cfg)
     if start_from is None:
@@ -267,7 +266,7 @@ def build_model(cfg, start_from: Path | None):
         if (start_from / part).is_dir() or not getattr(mcfg, part).pretrained:
             getattr(mcfg, part).pretrained = getattr(saved, part).pretrained
     mcfg.eformer.blip2 = None
-    return load_model(start_from, cfg=mcfg)
+    return EmbodiedGPT.from_pretrained(start_from, cfg=mcfg)
 
 
 def training_pairs(dataset, stage: str, recolour: int = 0, balance: bool = False) -> list[dict]:
@@ -354,8 +353,6 @@ class _Items:
 
 
 def _vl_setup(cfg, dataset, resume_dir: Path | None):
-    from embodied.checkpoint import save_model
-
     init = resolve(cfg.init) if cfg.init else None  # a shipped name (tiny/planner) or a directory
     if init is not None and not (init / "config.json").exists():
         raise EmbodiedError(f"init={init}: not an EmbodiedGPT checkpoint (no config.json)")
@@ -375,7 +372,7 @@ def _vl_setup(cfg, dataset, resume_dir: Path | None):
         )
 
     def save(m, path, extra):
-        save_model(m, path, bundle=bool(cfg.bundle), extra=extra)
+        m.save_pretrained(path, bundle=bool(cfg.bundle), extra=extra)
 
     return model, save, step_fn, _Items(dataset, cfg.stage, int(cfg.recolour), bool(cfg.balance_tasks))
 

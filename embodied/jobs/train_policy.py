@@ -85,10 +85,9 @@ RESUMABLE = ("epochs", "eval_every", "eval_episodes", "eval_seed", "eval_workers
 
 
 def run(cfg: DictConfig, default_dir: Path) -> dict:
-    from embodied.cli import check_continuation, save_config
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
     from embodied.policies import load_policy, make_policy
-    from embodied.policies.base import random_shift
+    from embodied.runconfig import check_continuation, save_config
 
     if not cfg.demos:
         raise EmbodiedError("demos is not set: give a demo file from `embodied collect`")
@@ -148,7 +147,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
     policy = load_policy(last) if resume else make_policy(pcfg)
     if estimator is not None and not resume:
         policy.load_estimator(estimator)
-    obj = data["object"] if getattr(policy.cfg, "object_dim", 0) else None  # aux target or low-dim input
+    obj = data["object"] if policy.object_dim else None  # aux target or low-dim input
     scenes = None
     if n_scenes and training:
         from embodied.datasets.scenes import scene_frames
@@ -173,12 +172,14 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
     targets = chunk_targets(data["actions"], data["demo"], policy.cfg.chunk)
     n = len(targets)
+    batch = {"rgb": data["rgb"], "proprio": data["proprio"], "action": targets, "subgoal": data["subgoal"],
+             "object": obj}
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    feats = None
+    cache = None
     if policy.frozen_perception and training:  # features of `aug_views` shifted copies, once
-        feats = _cache_features(policy, data, int(cfg.aug_views), gen, int(cfg.batch_size))
-    if scenes is not None:
-        scene_feats = _cache_features(policy, scenes, int(cfg.aug_views), gen, int(cfg.batch_size))
+        cache = {"data": policy.cache_features(data, int(cfg.aug_views), gen, int(cfg.batch_size)), "scenes": scenes}
+        if scenes is not None:
+            cache["scene_data"] = policy.cache_features(scenes, int(cfg.aug_views), gen, int(cfg.batch_size))
     if resume and "gen" in s:  # the augmentation stream where it stopped: a resumed run equals an unbroken one
         gen.set_state(s["gen"])
 
@@ -195,30 +196,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
         losses = []
         for b in range(0, n, int(cfg.batch_size)):
             idx = torch.from_numpy(perm[b: b + int(cfg.batch_size)])
-            if feats is not None:
-                view = torch.randint(0, feats["global"].shape[0], (len(idx),), generator=gen)
-                f = {k: v[view, idx].float() for k, v in feats.items()}
-                if getattr(policy.cfg, "pixel_keypoints", 0):  # the trainable pixel branch sees fresh shifts
-                    f["pixels"] = random_shift(data["rgb"][idx], policy.cfg.shift, gen)
-                loss = policy.loss_from_features(
-                    f, data["proprio"][idx], targets[idx], obj[idx] if obj is not None else None
-                )
-                if scenes is not None:  # as many scene frames, for the object-state target alone
-                    j = torch.randint(0, len(scenes["object"]), (len(idx),), generator=gen)
-                    view = torch.randint(0, scene_feats["global"].shape[0], (len(idx),), generator=gen)
-                    g = {k: v[view, j].float() for k, v in scene_feats.items()}
-                    if getattr(policy.cfg, "pixel_keypoints", 0):
-                        g["pixels"] = random_shift(scenes["rgb"][j], policy.cfg.shift, gen)
-                    loss = loss + policy.object_loss_from_features(g, scenes["proprio"][j], scenes["object"][j])
-            else:
-                rgb = random_shift(data["rgb"][idx], policy.cfg.shift, gen) if data["rgb"] is not None else None
-                loss = policy({"rgb": rgb, "proprio": data["proprio"][idx], "action": targets[idx],
-                               "subgoal": [data["subgoal"][i] for i in idx.tolist()],
-                               "object": obj[idx] if obj is not None else None})
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+            losses.append(policy.train_on_batch(batch, idx, opt, gen, cache))
         rec = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
         tb.add_scalar("loss", rec["loss"], epoch + 1)
         if (epoch + 1) % int(cfg.eval_every) == 0 or epoch + 1 == int(cfg.epochs):
@@ -286,8 +264,8 @@ def _state_inputs(data: dict, env_cfg: dict, demos: str) -> dict:
 def _rollout_success(path: Path, cfg: DictConfig, kind: str, env_cfg: dict | None = None) -> dict:
     """The policy in `path` on the `<kind>_episodes` seeds from `<kind>_seed` (in `env_cfg`, else the env it
     was trained for): success rate, episodes and 95% Wilson interval; nothing when there are no such episodes."""
-    from embodied.envs.rollout import run_episodes
-    from embodied.jobs.rollout import wilson
+    from embodied.envs.runner import run_episodes
+    from embodied.metrics import wilson
     from embodied.policies import load_policy
 
     n = int(cfg[f"{kind}_episodes"])
@@ -310,8 +288,8 @@ def _best_of_restarts(cfg: DictConfig, out: Path) -> dict:
     The selection seeds are disjoint from the evaluation and final seeds, so the final figure is not chosen on."""
     import shutil
 
-    from embodied.cli import check_continuation, save_config
     from embodied.io import atomic_dir
+    from embodied.runconfig import check_continuation, save_config
 
     k, n_sel = int(cfg.restarts), int(cfg.select_episodes)
     if k < 1 or n_sel < 1:
@@ -360,26 +338,6 @@ def choose_restart(rows: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def _cache_features(policy, data, views: int, gen, batch: int) -> dict[str, torch.Tensor]:
-    from embodied.policies.base import random_shift
-
-    policy.eval()
-    n = len(data["rgb"])
-    out: dict[str, list] = {}
-    for v in tqdm(range(views), desc="perception features", leave=False):
-        parts: dict[str, list] = {}
-        for b in range(0, n, batch):
-            rgb = data["rgb"][b: b + batch]
-            rgb = random_shift(rgb, policy.cfg.shift, gen) if v > 0 else rgb  # view 0: the frame as seen
-            f = policy.encode(rgb, data["subgoal"][b: b + batch])
-            for k, x in f.items():
-                if k != "pixels":  # raw frames, for a branch that trains
-                    parts.setdefault(k, []).append(x)
-        for k, x in parts.items():
-            out.setdefault(k, []).append(torch.cat(x).half())  # half: patch tokens of every view add up
-    return {k: torch.stack(x) for k, x in out.items()}
-
-
 def _plot(history: list[dict], path: Path) -> None:
     import matplotlib
 

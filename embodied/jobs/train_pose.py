@@ -19,19 +19,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from embodied.cli import check_continuation, save_config
 from embodied.datasets.pose_frames import load_pose_frames, render_pose_frames, write_frames
+from embodied.envs.actor import Actor
 from embodied.errors import EmbodiedError
 from embodied.io import append_jsonl, read_jsonl, write_json
 from embodied.layers import random_shift
 from embodied.policies.pose.estimator import PoseEstimator, PoseEstimatorConfig, errors_mm, pose_targets
+from embodied.runconfig import check_continuation, save_config
 
 STATE = "train_state.pt"
 # A rerun may go further or stop elsewhere; anything else would mix two experiments in one folder.
 RESUMABLE = ("steps", "stop_after", "time_limit", "workers", "out", "eval_every")
 
 
-class _Recorder:
+class _Recorder(Actor):
     """DAgger for perception: a camera-driven policy (`PosePolicy`: the state policy on the estimator's estimate)
     acts with Gaussian action noise, so the episodes go where such a policy goes, mistakes and recoveries
     included; every `every`-th frame is kept with the simulator's labels in `store[seed]`."""
@@ -50,7 +51,7 @@ class _Recorder:
         self.rows = self.store.setdefault(seed, {"rgb": {c: [] for c in self.cams}, "proprio": [], "object": [],
                                                  "t": []})
 
-    def act(self, obs: dict, subgoal: str | None = None) -> np.ndarray:
+    def act(self, obs: dict, subgoal: str | None = None, info: dict | None = None) -> np.ndarray:
         if self.t % self.every == 0:
             for c in self.cams:
                 self.rows["rgb"][c].append(np.asarray(obs["rgb"][c]))
@@ -68,7 +69,7 @@ def rollout_frames(r: DictConfig, folder: Path, cams: list[str], workers: int) -
     """`r.episodes` episodes (seeds from `r.seed`) of `r.policy` acting on `r.estimator`'s estimate, kept as chunk
     files of `r.chunk` episodes in `folder` (the frames format of datasets/pose_frames.py, plus the episode
     step t); the chunks already there are kept, so a killed run resumes from the last whole chunk."""
-    from embodied.envs.rollout import run_episodes
+    from embodied.envs.runner import run_episodes
     from embodied.policies import load_policy
     from embodied.policies.pose.policy import PosePolicy
 

@@ -19,7 +19,6 @@ class CNNPolicyConfig(PolicyConfig):
 
 class CNNPolicy(Policy):
     config_class = CNNPolicyConfig
-    frozen_perception = False
 
     def __init__(self, cfg: CNNPolicyConfig, root=None):
         super().__init__(cfg)

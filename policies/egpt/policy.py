@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, action_head, pixel_conv, resize
+from embodied.policies.base import (
+    Policy,
+    PolicyConfig,
+    SpatialSoftmax,
+    action_head,
+    pixel_conv,
+    random_shift,
+    resize,
+)
 
 
 @dataclasses.dataclass
@@ -51,7 +59,7 @@ class EGPTPolicy(Policy):
 
     def __init__(self, cfg: EGPTPolicyConfig, root: Path | None = None):
         super().__init__(cfg)
-        from embodied.checkpoint import load_perception
+        from embodied.modeling import load_perception
 
         if not cfg.planner:
             raise EmbodiedError(
@@ -108,11 +116,11 @@ class EGPTPolicy(Policy):
     def frozen_perception(self) -> bool:
         return self.cfg.freeze_perception
 
-    def saved_keys(self) -> set[str]:
-        keys = set(self.state_dict())
+    def state_to_save(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
         if self.cfg.freeze_perception:  # those weights live in the planner checkpoint
-            keys = {k for k in keys if not k.startswith(("vision.", "eformer."))}
-        return keys
+            state = {k: v for k, v in state.items() if not k.startswith(("vision.", "eformer."))}
+        return state
 
     def train(self, mode: bool = True) -> "EGPTPolicy":
         super().train(mode)
@@ -172,6 +180,55 @@ class EGPTPolicy(Policy):
     def forward(self, batch: dict) -> torch.Tensor:
         return self.loss_from_features(self.encode(batch["rgb"], batch["subgoal"]), batch["proprio"],
                                        batch["action"], batch.get("object"))
+
+    # -- training on frozen perception: its features computed once, for `views` shifted copies of each frame ----
+    @torch.no_grad()
+    def cache_features(self, data: dict, views: int, gen: torch.Generator, batch: int) -> dict[str, torch.Tensor]:
+        """{name: (views, N, ...)} features of every frame of `data` (view 0: the frame as seen)."""
+        from tqdm import tqdm
+
+        self.eval()
+        n = len(data["rgb"])
+        out: dict[str, list] = {}
+        for v in tqdm(range(views), desc="perception features", leave=False):
+            parts: dict[str, list] = {}
+            for b in range(0, n, batch):
+                rgb = data["rgb"][b: b + batch]
+                rgb = random_shift(rgb, self.cfg.shift, gen) if v > 0 else rgb
+                for k, x in self.encode(rgb, data["subgoal"][b: b + batch]).items():
+                    if k != "pixels":  # raw frames, for a branch that trains
+                        parts.setdefault(k, []).append(x)
+            for k, x in parts.items():
+                out.setdefault(k, []).append(torch.cat(x).half())  # half: patch tokens of every view add up
+        return {k: torch.stack(x) for k, x in out.items()}
+
+    def _cached(self, feats: dict, rows: torch.Tensor, frames: torch.Tensor, gen: torch.Generator) -> dict:
+        """The cached features of `rows`, each from a view drawn at random; the trainable pixel branch gets
+        freshly shifted frames."""
+        view = torch.randint(0, feats["global"].shape[0], (len(rows),), generator=gen)
+        f = {k: v[view, rows].float() for k, v in feats.items()}
+        if self.cfg.pixel_keypoints:
+            f["pixels"] = random_shift(frames[rows], self.cfg.shift, gen)
+        return f
+
+    def train_on_batch(self, data: dict, idx: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       gen: torch.Generator, cache: dict | None = None) -> float:
+        """With frozen perception, on the cached features (`cache`: {"data": features of `data`, and with scene
+        frames for the object-state target, "scenes": those frames, "scene_data": their features})."""
+        if not self.frozen_perception:
+            return super().train_on_batch(data, idx, optimizer, gen, cache)
+        obj = data.get("object")
+        loss = self.loss_from_features(self._cached(cache["data"], idx, data["rgb"], gen), data["proprio"][idx],
+                                       data["action"][idx], obj[idx] if obj is not None else None)
+        scenes = cache.get("scenes")
+        if scenes is not None:  # as many scene frames, for the object-state target alone
+            j = torch.randint(0, len(scenes["object"]), (len(idx),), generator=gen)
+            g = self._cached(cache["scene_data"], j, scenes["rgb"], gen)
+            loss = loss + self.object_loss_from_features(g, scenes["proprio"][j], scenes["object"][j])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
 
     def heads(self, feats: dict[str, torch.Tensor], proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, chunk, A) actions and the (B, object_dim) standardised object-state estimate (None when off)."""

@@ -9,23 +9,20 @@ modulo 90 degrees (a cube looks the same turned a quarter), as (cos 4*yaw, sin 4
 Per camera: a 5x5 stride-2 conv and three 3x3 convs (32 channels) keep a map at half the input size (42 x 42
 at 84 px: about 3 mm a cell at grasp height in the wrist view), read by a spatial softmax into keypoints; the
 views' keypoints and the normalised proprioception go through an MLP. A checkpoint is a directory: config.json +
-model.safetensors (save_pretrained / from_pretrained).
+model.safetensors (save_pretrained / from_pretrained, embodied/pretrained.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from embodied.errors import EmbodiedError, check_fields
-from embodied.io import atomic_dir, read_safetensors
+from embodied.errors import EmbodiedError
 from embodied.policies.base import SpatialSoftmax, resize
+from embodied.pretrained import PretrainedMixin
 
 POSE = 7  # obs/object: one (position, quaternion xyzw) block per object
 
@@ -98,7 +95,10 @@ class ViewEncoder(nn.Module):
         return self.keypoints(self.conv(x))
 
 
-class PoseEstimator(nn.Module):
+class PoseEstimator(PretrainedMixin, nn.Module):
+    config_class = PoseEstimatorConfig
+    checkpoint_kind = "a pose estimator"
+
     def __init__(self, cfg: PoseEstimatorConfig):
         super().__init__()
         if not cfg.cameras:
@@ -144,44 +144,6 @@ class PoseEstimator(nn.Module):
         rgb = {c: torch.as_tensor(np.asarray(obs["rgb"][c]))[None] for c in self.cfg.cameras}
         proprio = torch.as_tensor(np.asarray(obs["proprio"], np.float32))[None]
         return object_from_pose(self(rgb, proprio).cpu(), proprio)[0].numpy()
-
-    # -- files ----------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
-        """config.json + model.safetensors in `path`, replaced whole; `extra`: {file name: writer(path)} saved
-        with them (a training run's optimizer state)."""
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                      str(tmp / "model.safetensors"))
-            (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2) + "\n")
-            for name, writer in (extra or {}).items():
-                writer(tmp / name)
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "PoseEstimator":
-        from embodied.assets import resolve
-
-        path = resolve(path)
-        f = path / "config.json"
-        if not f.exists():
-            raise EmbodiedError(f"{path}: not a pose estimator checkpoint (no config.json)")
-        try:
-            d = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise EmbodiedError(f"{f}: unreadable ({e})") from None
-        if not isinstance(d, dict):
-            raise EmbodiedError(f"{f}: expected a JSON object")
-        check_fields(PoseEstimatorConfig, d, f"{f}: ")
-        model = cls(PoseEstimatorConfig(**d))
-        state = read_safetensors(path / "model.safetensors")
-        own = model.state_dict()
-        bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
-        if bad or set(state) - set(own):
-            raise EmbodiedError(f"{path / 'model.safetensors'}: does not fit {f} (first: "
-                                f"{(bad or sorted(set(state) - set(own)))[0]})")
-        model.load_state_dict(state)
-        return model.eval()
 
 
 def errors_mm(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

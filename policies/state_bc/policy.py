@@ -38,7 +38,6 @@ class StatePolicyConfig(PolicyConfig):
 class StatePolicy(Policy):
     """`select_action(obs, subgoal)` reads obs["proprio"] and obs["object"]; the camera is not used."""
     config_class = StatePolicyConfig
-    frozen_perception = False
 
     def __init__(self, cfg: StatePolicyConfig, root=None):
         super().__init__(cfg)

@@ -105,7 +105,7 @@ def slot_info(info: dict, i: int) -> dict:
 
 def _new_episode(policy: Any, seed: int | None) -> None:
     policy.reset()
-    if seed is not None and hasattr(policy, "seed"):  # its own randomness (a noisy expert's), drawn per episode
+    if seed is not None:
         policy.seed(seed)
 
 
@@ -234,8 +234,7 @@ def run_episodes(
                         res["error"] = str(infos[i]["error"])
                     if traj[i]["nonfinite"]:  # the policy produced NaN/inf: clipped, counted, flagged
                         res["nonfinite_actions"] = traj[i]["nonfinite"]
-                    if hasattr(policies[i], "episode_summary"):
-                        res.update(policies[i].episode_summary())
+                    res.update(policies[i].episode_summary())
                     if "perturbation" in infos[i]:
                         res["perturbation"] = _jsonable(infos[i]["perturbation"])
                     if video_dir is not None and traj[i]["frames"]:
@@ -275,12 +274,8 @@ def _kill(envs: gym.vector.VectorEnv) -> None:
 
 
 def _act(policy: Any, obs: dict, info: dict, tr: dict) -> np.ndarray:
-    """The policy's action, with the env's info for those that ask (the agent loop), made finite."""
-    if getattr(policy, "needs_info", False):
-        a = policy.act(obs, info.get("subgoal"), info)
-    else:
-        a = policy.act(obs, info.get("subgoal"))
-    a = np.asarray(a, np.float32)
+    """The actor's action, made finite."""
+    a = np.asarray(policy.act(obs, info.get("subgoal"), info), np.float32)
     if not np.isfinite(a).all():
         tr["nonfinite"] += 1
         a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
@@ -289,7 +284,7 @@ def _act(policy: Any, obs: dict, info: dict, tr: dict) -> np.ndarray:
 
 def _frame(obs: dict, cameras: list[str], policy: Any) -> np.ndarray:
     """The video frame (several cameras side by side, each at least 256 wide so that the text stays legible);
-    policies that can (the agent) draw their current sub-goal on it."""
+    the actor draws on it what it wants shown (the agent: its current sub-goal)."""
     frames = [obs["rgb"][c] for c in cameras]
     if len(frames) > 1:
         import cv2
@@ -297,7 +292,7 @@ def _frame(obs: dict, cameras: list[str], policy: Any) -> np.ndarray:
         frames = [f if f.shape[1] >= 256 else cv2.resize(f, (256, 256 * f.shape[0] // f.shape[1]),
                                                          interpolation=cv2.INTER_NEAREST) for f in frames]
     frame = frames[0] if len(frames) == 1 else np.concatenate(frames, axis=1)
-    return policy.annotate(frame) if hasattr(policy, "annotate") else frame
+    return policy.annotate(frame)
 
 
 def _sim_progress(tr: dict, info: dict) -> None:

@@ -1,4 +1,5 @@
-"""A planner scored in the closed loop against the simulator, which knows the true sub-goal at every step.
+"""Closed-loop metrics: a success rate's Wilson interval, and a planner scored in the closed loop against the
+simulator, which knows the true sub-goal at every step.
 
 Inputs are the runner's episode records: `subgoals` (the simulator's), `subgoal_trace` ([t, index, success]
 whenever they changed), and the agent's `agent_log` (plans, "done" decisions, failures, re-plans) and
@@ -19,7 +20,18 @@ a step naming something the scene does not have is never done.
 from __future__ import annotations
 
 import bisect
+import math
 from pathlib import Path
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def sim_at(trace: list[list], t: int) -> tuple[int, bool]:
