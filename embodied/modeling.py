@@ -299,7 +299,7 @@ class VisionEncoder(nn.Module):
         success detector). The slots' mean CLS (what is there), the last slot's CLS minus the first's (what
         changed), and of the last slot's patches their mean, spread and 2x2 grid of means (where things are
         now: a cube lowered onto the other fills more of the wrist view). A linear probe on them tells a placed
-        cube from a hovering one where the LLM's yes/no cannot (docs/BENCHMARKS.md, bench/done_probe.py)."""
+        cube from a hovering one where the LLM's yes/no cannot (docs/BENCHMARKS.md, bench/studies/done_probe.py)."""
         side = self.cfg.image_size // self.cfg.patch_size
         slots = self.cfg.frames // self.cfg.temporal_patch
         x = rearrange(tokens, "b (v t n) d -> (b v) t n d", t=slots, n=side * side + 1)

@@ -2,8 +2,8 @@
 
 The planner judges "is '<sub-goal>' done?" by comparing the LLM's likelihoods of 'yes' and 'no'. For some
 steps the LLM path loses what the pixels hold: on held-out Stack clips its answer for "place" ranks finished
-above unfinished clips little better than chance (AUC 0.65) and is never "yes", while a linear probe on the
-ViT's own clip features (VisionEncoder.clip_feature) ranks them at AUC 0.95 (docs/BENCHMARKS.md). So a probe
+above unfinished clips little better than chance and is never "yes", while a linear probe on the ViT's own
+clip features (VisionEncoder.clip_feature) ranks them well (figures in docs/BENCHMARKS.md). So a probe
 per sub-goal kind, fitted on the corpus's labelled questions, answers where it beats the LLM on held-out
 demos by `min_gain`; the LLM answers the rest. A kind is the sub-goal with its colour names taken out ("place
 the cube on the cube"), and the probe reads the clip in grey: colours are the E-former's and the LLM's

@@ -11,6 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"embodied": "embodied", "embodied.envs": "envs", "embodied.policies": "policies",
            "embodied.planners": "planners", "embodied.datasets": "datasets"}
 GROUND = {"embodied.errors", "embodied.io", "embodied.assets", "embodied.runconfig", "embodied.pretrained"}
+# The data flow (README, Layout): a module imports only modules of its own layer or the layers before it.
+LAYERS = [
+    (*GROUND, "embodied.layers", "embodied.metrics"),
+    ("embodied.datasets", "embodied.envs"),
+    ("embodied.modeling", "embodied.decoding", "embodied.tokenizer"),
+    ("embodied.planners", "embodied.policies"),
+    ("embodied.agent", "embodied.fsdp", "embodied.launch"),
+    ("embodied.jobs",),
+    ("embodied.cli",),
+]
 
 
 def _modules() -> dict[str, Path]:
@@ -114,3 +124,24 @@ def test_the_ground_floor_imports_no_stage():
         if mod in GROUND or any(mod.startswith(g + ".") for g in GROUND):
             above = {d for d in graph[mod] if d not in GROUND and not any(d.startswith(g + ".") for g in GROUND)}
             assert not above, f"{mod} (ground floor) imports {sorted(above)}"
+
+
+def _layer(mod: str) -> int:
+    if mod == "embodied":  # the package's __init__: the ground floor
+        return 0
+    best = max(((len(p), i) for i, names in enumerate(LAYERS) for p in names if mod == p or mod.startswith(p + ".")),
+               default=None)
+    assert best is not None, f"{mod} is in no layer of tests/test_imports.py's LAYERS"
+    return best[1]
+
+
+def test_imports_follow_the_data_flow():
+    back = [f"{m} -> {d}" for m, deps in sorted(import_graph().items()) for d in sorted(deps) if _layer(d) > _layer(m)]
+    assert not back, f"imports against the data flow: {back}"
+
+
+def test_planners_and_policies_stand_side_by_side():
+    graph = import_graph()
+    for a, b in (("embodied.planners", "embodied.policies"), ("embodied.policies", "embodied.planners")):
+        crossing = [f"{m} -> {d}" for m, deps in graph.items() if m.startswith(a) for d in deps if d.startswith(b)]
+        assert not crossing, crossing

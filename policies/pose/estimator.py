@@ -78,7 +78,8 @@ def object_from_pose(pose: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
 def canonical_object(obj: torch.Tensor, proprio: torch.Tensor, blocks: int) -> torch.Tensor:
     """The simulator's obs/object as the estimator reports it: the same positions, each yaw taken in [-45, 45)
     degrees about z. A head that acts on estimates must be trained on this form: trained on the simulator's
-    quaternions (any yaw) and given the estimator's, the same Stack head fell from 90% to 66% (docs/BENCHMARKS.md)."""
+    quaternions (any yaw) and given the estimator's, the same Stack head lost a third of its successes
+    (docs/BENCHMARKS.md)."""
     return object_from_pose(pose_targets(obj.float(), proprio.float(), blocks), proprio.float())
 
 

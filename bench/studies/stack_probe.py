@@ -1,4 +1,6 @@
 """Where a Stack `egpt` policy's perception breaks: does it go for the cube its sub-goal names, on the scenes it
+
+A one-off study (bench/studies/): its result is in docs/BENCHMARKS.md, "Stack: which cube, and how close?".
 trained on and on new ones, and (with `policy.aux_object`) how far off is its estimate of the cubes?
 
 robosuite's Stack always puts cube A (the smaller one) on cube B; the instruction names them by colour. Three
@@ -12,7 +14,8 @@ reactive expert, as in the demos):
 `--track N` then lets each policy drive N fresh episodes itself and prints, every 15 steps, the hand's xy
 distance to cube A and to cube B and its height above cube A (cm), and the sub-goal reached at the end.
 
-    python bench/stack_probe.py --demos stack200.hdf5 POLICY_DIR [POLICY_DIR ...] [--seeds 20 --every 5 --track 6]
+    python bench/studies/stack_probe.py --demos stack200.hdf5 POLICY_DIR [POLICY_DIR ...]
+        [--seeds 20 --every 5 --track 6]
 """
 from __future__ import annotations
 

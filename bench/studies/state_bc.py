@@ -1,13 +1,17 @@
 """How far behaviour cloning gets from the same demos with perfect perception: an MLP on the privileged
+
+A one-off study (bench/studies/): its result is in docs/BENCHMARKS.md, "Stack from privileged state: are the demos
+or the vision the limit?".
 state (obs/proprio + obs/object) instead of pixels, evaluated on fresh seeds beside the scripted expert.
 
 It separates the two reasons a pixel policy can fail: if even this low-dim policy fails, the demos (their
 number, their expert) are the limit, not the vision. Not a shipped policy: rollouts here read the
 simulator's object poses, which a real robot does not have.
 
-    python bench/state_bc.py --demos stack.hdf5 --n-demos 20 [--relative] [--episodes 20 --seed 300000]
+    python bench/studies/state_bc.py --demos stack.hdf5 --n-demos 20 [--relative] [--episodes 20 --seed 300000]
         [--dagger 4 --dagger-episodes 20]
-    python bench/state_bc.py --demos runs/mw/demos/assembly.hdf5 --n-demos 10 --episodes 50 --seed 200000 --horizon 200
+    python bench/studies/state_bc.py --demos runs/mw/demos/assembly.hdf5 --n-demos 10 --episodes 50 --seed 200000 \
+        --horizon 200
 
 `--dagger R` then runs R rounds of DAgger: the learner drives E episodes (seeds apart from the demos' and the
 evaluation's), the scripted expert, fed the same observations, labels every state the learner visits, and

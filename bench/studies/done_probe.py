@@ -1,6 +1,9 @@
 """Can the planner's features tell a finished sub-goal from one in progress, and from which camera?
 
-    python bench/done_probe.py FILE.hdf5 [...]    (loop demos with both cameras, e.g.
+A one-off study (bench/studies/): its result is in docs/BENCHMARKS.md, "A success-detection head on the ViT's
+features, seen in grey" (where the "place" signal is lost).
+
+    python bench/studies/done_probe.py FILE.hdf5 [...]    (loop demos with both cameras, e.g.
     embodied collect env=robosuite/stack n=30 seed=700000 out=runs/probe/late.hdf5 video=false expert=skill \
         loop=true env.variety=cycle oracle_lag=5 workers=2)
 

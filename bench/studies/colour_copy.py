@@ -1,11 +1,14 @@
 """Does the planner's LLM copy an instruction's colours into the plan, or fall back on a prior?
 
+A one-off study (bench/studies/): its result is in docs/BENCHMARKS.md, "Before: the planner shipped until
+2026-12-03" (why the frozen LLM does not copy colours).
+
 Text only, every ordered pair of palette colours: the LLM is given the planning prompt for "stack the A cube on
 the B cube" and the plan up to "Step 4: place the A cube on the", and greedily completes it; the pair counts when
 the completion is B. The tiny planner's LLM is frozen after its `lm` stage, so a prior it learned there cannot
 be trained away by the adapter later: this measures it directly, for several checkpoints in one run.
 
-    python bench/colour_copy.py runs/tiny/lm/checkpoint embodied/assets/tiny/planner/llm
+    python bench/studies/colour_copy.py runs/tiny/lm/checkpoint embodied/assets/tiny/planner/llm
 """
 from __future__ import annotations
 

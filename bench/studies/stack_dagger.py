@@ -1,5 +1,8 @@
 """Is it the Stack demos' expert or the learner? State BC and DAgger from a reactive Stack expert.
 
+A one-off study (bench/studies/): its result is in docs/BENCHMARKS.md, "DAgger: does the learner fail on the states
+its own errors lead to?" and "Stack from a reactive expert".
+
 The scripted `StackExpert` is a waypoint state machine: its action depends on a phase and step counters that
 are not in the observation, so a learner cannot be asked what it "would have done" in a state the learner
 reached (DAgger's question). `ReactiveStackExpert` answers that: every action is a function of the current
@@ -7,7 +10,8 @@ observation only (cone approach to the cube, grasp axis away from the other cube
 script collects its demos in process (noise 0.1), trains `state_bc`'s MLP on the privileged state, then runs
 DAgger rounds with it as the teacher, evaluating on the same fresh seeds after each round.
 
-    python bench/stack_dagger.py [--n-demos 20 --rounds 3 --round-episodes 20 --chunk 4 --epochs 200 --std-floor 0.05]
+    python bench/studies/stack_dagger.py [--n-demos 20 --rounds 3 --round-episodes 20 --chunk 4 --epochs 200
+        --std-floor 0.05]
 """
 from __future__ import annotations
 
