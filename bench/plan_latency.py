@@ -45,18 +45,16 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=0, help="also time one training step of this batch")
     args = ap.parse_args()
 
-    from hydra import compose, initialize_config_dir
     from transformers import LlamaForCausalLM
 
     from embodied.datasets.egocot import format_plan
     from embodied.decoding import GreedyDecoder, prefix_cache
     from embodied.jobs.train_planner import model_config
     from embodied.modeling import EmbodiedGPT, llama_config, plan_prompt
-    from embodied.runconfig import config_dir
+    from embodied.runconfig import compose
     from embodied.tokenizer import train_tokenizer
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        cfg = model_config(compose(config_name="train_planner", overrides=[f"model={args.model}"]))
+    cfg = model_config(compose("train_planner", [f"model={args.model}"]))
     cfg.llm.dtype = args.dtype
     for k, v in SHAPES.get(args.llm, {}).items():
         setattr(cfg.llm, k, v)

@@ -2,41 +2,21 @@
 sub-goal, judge from the execution video when a sub-goal is done, and when one fails (its step budget is
 spent, or an earlier sub-goal is undone, such as a dropped object) write an experience summary and re-plan.
 
-It plugs into the parallel rollout runner as a policy (`act(obs, subgoal, info)`, `reset()`), so
+It plugs into the parallel rollout runner as an Actor (envs/actor.py), so
 evaluation gets worker processes, per-episode JSONL, resume and mp4s for free. The env's own sub-goal
 is ignored except by the oracle planner; `episode_summary()` is what the runner stores per episode.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from embodied.configuration_agent import AgentConfig
 from embodied.datasets.corpus import experience_budget, experience_regressed
 from embodied.envs.actor import Actor
 from embodied.planners import Plan, Planner
 from embodied.planners.background import settle
-
-
-@dataclass
-class AgentConfig:
-    camera: str | list[str] = ""  # the camera the planner watches (the wrist), or several: one clip each
-    clip_len: int = 8
-    clip_stride: int = 3  # env steps between clip frames
-    # Steps between "is it done?" checks. A multiple of clip_stride x the ViT's temporal patch (2) moves the
-    # clip by whole time slots, so the planner re-encodes only the newest slot (see enable_slot_cache).
-    check_every: int = 6
-    subgoal_budget: int = 80  # steps before a sub-goal counts as failed (the last one: steps since it was judged done)
-    max_replans: int = 2
-    replan: bool = True  # false: the no-replanning ablation (failures are logged, the plan stands)
-    # Checks run beside the next env step (planners/background.py) and their decision applies one step later;
-    # false: in line.
-    background_checks: bool = True
-    # After "X is no longer done": the experience names the earliest step of the first plan the detector says is
-    # undone (X, or one before it), and the new plan starts no later than that step (the planner alone re-grasped a
-    # cube that had fallen out of reach).
-    ground_replans: bool = True
 
 
 class EmbodiedAgent(Actor):

@@ -1,25 +1,31 @@
 """EmbodiedGPT: egocentric video -> frozen ViT -> Embodied-former (queries + text) -> language mapping
 -> frozen LLM with a prefix adapter -> plan text.
 
-One file, top to bottom: configs, VisionEncoder, EmbodiedFormer, EmbodiedGPT. The same code builds the
-7B configuration (CLIP ViT-L/14 + LLaMA-7B from local directories) and the tiny one trained here.
+One file, top to bottom: VisionEncoder, EmbodiedFormer, EmbodiedGPT (their configs are in
+configuration_embodiedgpt.py). The same code builds the 7B configuration (CLIP ViT-L/14 + LLaMA-7B from local
+directories) and the tiny one trained here.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from embodied.errors import EmbodiedError, check_fields
+from embodied.configuration_embodiedgpt import (  # noqa: F401  (the model's config, importable from here too)
+    AdapterConfig,
+    EFormerConfig,
+    EmbodiedGPTConfig,
+    LLMConfig,
+    VisionConfig,
+)
+from embodied.errors import EmbodiedError
 from embodied.io import read_safetensors
 from embodied.pretrained import CONFIG_NAME, WEIGHTS_NAME, fingerprint, load_weights, write_checkpoint
 from embodied.pretrained import read_config as read_json_config
@@ -29,93 +35,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VIDEO_TOKEN = "<video>"  # where the mapped query tokens go in the chat template
 TEMPLATE = "Human: " + VIDEO_TOKEN + "\n{prompt}\nAssistant: "
-
-
-# ---------------------------------------------------------------------------------------------
-# Configs
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class VisionConfig:
-    pretrained: str | None = None  # local HF directory (CLIPVisionModel or a full CLIPModel)
-    image_size: int = 224
-    patch_size: int = 14
-    hidden_size: int = 1024
-    num_layers: int = 24
-    num_heads: int = 16
-    intermediate_size: int = 4096
-    frames: int = 8  # frames per clip
-    temporal_patch: int = 2  # Conv3D kernel and stride in time, as in EmbodiedGPT
-    views: int = 1  # camera clips per sample (e.g. third-person and wrist), each encoded alone
-    freeze: bool = True  # the ViT; the video patch embedding has its own switch
-    train_patch_embed: bool = True
-
-
-@dataclass
-class EFormerConfig:
-    num_queries: int = 32
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    cross_attention_freq: int = 2  # layers 0, f, 2f, ... cross-attend to the visual tokens (BLIP-2's rule)
-    max_text_len: int = 64
-    dropout: float = 0.1
-    blip2: str | None = None  # local HF BLIP-2 directory to initialise the queries and layers from
-
-
-@dataclass
-class LLMConfig:
-    pretrained: str | None = None  # local HF causal-LM directory (also holds the tokenizer)
-    hidden_size: int = 4096
-    num_layers: int = 32
-    num_heads: int = 32
-    intermediate_size: int = 11008
-    vocab_size: int = 32000
-    max_position: int = 2048
-    freeze: bool = True
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-
-
-@dataclass
-class AdapterConfig:
-    type: str = "adaption_prompt"  # LLaMA-Adapter; or prefix | lora | none
-    adapter_len: int = 10
-    adapter_layers: int = 30
-    num_virtual_tokens: int = 16  # prefix tuning
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-
-
-@dataclass
-class EmbodiedGPTConfig:
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    eformer: EFormerConfig = field(default_factory=EFormerConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    max_prompt_len: int = 96
-    max_answer_len: int = 160
-    cameras: list[str] = field(default_factory=list)  # what the planner was trained to watch ([] if not known)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "model.") -> "EmbodiedGPTConfig":
-        """`where` comes before a field's name in errors (`model.` for the job's config, `ckpt/config.json: `)."""
-        parts = {"vision": VisionConfig, "eformer": EFormerConfig, "llm": LLMConfig, "adapter": AdapterConfig}
-        if not isinstance(d, dict):
-            raise EmbodiedError(f"{where.rstrip(':. ')}: expected a mapping of fields, got {type(d).__name__}")
-        kwargs = {k: v for k, v in d.items() if k != "name"}
-        check_fields(cls, kwargs, where)
-        for key, part in parts.items():
-            if key in kwargs:
-                if not isinstance(kwargs[key], dict):
-                    raise EmbodiedError(f"{where}{key}={kwargs[key]!r}: expected a mapping")
-                check_fields(part, kwargs[key], f"{where}{key}.")
-                kwargs[key] = part(**kwargs[key])
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------

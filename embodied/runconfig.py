@@ -23,6 +23,28 @@ def config_dir() -> Path:
         return CONFIG_DIR
 
 
+# One source of defaults: a config group whose file says `defaults: [base, _self_]` starts from the typed config
+# class named here (its dataclass defaults, `Args:` documented beside the model), and the file holds only what it
+# changes. Named by string: the ground floor imports no stage (these modules are light, dataclasses only).
+SCHEMAS = {
+    "model": "embodied.configuration_embodiedgpt:EmbodiedGPTConfig",
+    "agent": "embodied.configuration_agent:AgentConfig",
+}
+
+
+def register_schemas() -> None:
+    """Each SCHEMAS class's defaults as the config `GROUP/base` in Hydra's ConfigStore."""
+    import dataclasses
+    import importlib
+
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, target in SCHEMAS.items():
+        module, _, name = target.partition(":")
+        store.store(group=group, name="base", node=dataclasses.asdict(getattr(importlib.import_module(module), name)()))
+
+
 def compose(job: str, overrides: list[str]) -> DictConfig:
     """The job's config with Hydra's overrides applied, its numbers and switches checked against the defaults.
 
@@ -34,6 +56,7 @@ def compose(job: str, overrides: list[str]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.errors import ConfigCompositionException
 
+    register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         try:
             try:

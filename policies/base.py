@@ -12,7 +12,6 @@ loaded as every model here is (embodied/pretrained.py).
 """
 from __future__ import annotations
 
-import dataclasses
 from abc import abstractmethod
 from collections import deque
 from pathlib import Path
@@ -26,26 +25,8 @@ from torch import nn
 from embodied.envs.actor import Actor
 from embodied.errors import EmbodiedError, check_fields
 from embodied.layers import SpatialSoftmax, pixel_conv, random_shift, resize  # noqa: F401  (the policies' names for them)
+from embodied.policies.configuration_policy import PolicyConfig  # noqa: F401  (importable from here too)
 from embodied.pretrained import PretrainedMixin
-
-
-@dataclasses.dataclass
-class PolicyConfig:
-    type: str = ""
-    camera: str = ""
-    image_size: int = 128  # frames are resized to this
-    proprio_dim: int = 0
-    action_dim: int = 0
-    chunk: int = 1  # actions predicted per observation, executed in turn
-    # Temporal ensembling (ACT): None runs each chunk open loop; m >= 0 predicts every step and averages the
-    # live chunks' actions for this step with weights exp(-m * i), i = 0 the oldest chunk. A test-time choice:
-    # `embodied rollout policy.ensemble=M` overrides the saved value.
-    ensemble: float | None = None
-    hidden: int = 256
-    lr: float = 1e-3
-    shift: int = 8  # random-shift augmentation: pad by this many pixels, crop back at random
-    env: dict = dataclasses.field(default_factory=dict)  # the env it was trained for (rollouts, checks)
-    train_info: dict = dataclasses.field(default_factory=dict)  # demos file, n_demos: how it was made
 
 
 class Policy(PretrainedMixin, nn.Module, Actor):

@@ -15,9 +15,9 @@ GROUND = {"embodied.errors", "embodied.io", "embodied.assets", "embodied.runconf
 LAYERS = [
     (*GROUND, "embodied.layers", "embodied.metrics"),
     ("embodied.datasets", "embodied.envs"),
-    ("embodied.modeling", "embodied.decoding", "embodied.tokenizer"),
+    ("embodied.modeling", "embodied.configuration_embodiedgpt", "embodied.decoding", "embodied.tokenizer"),
     ("embodied.planners", "embodied.policies"),
-    ("embodied.agent", "embodied.fsdp", "embodied.launch"),
+    ("embodied.agent", "embodied.configuration_agent", "embodied.fsdp", "embodied.launch"),
     ("embodied.jobs",),
     ("embodied.cli",),
 ]

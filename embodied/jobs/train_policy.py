@@ -84,6 +84,17 @@ RESUMABLE = ("epochs", "eval_every", "eval_episodes", "eval_seed", "eval_workers
              "final_episodes", "final_seed", "out", "resume", "restarts", "select_episodes", "select_seed")
 
 
+def _check_types(pcfg: dict, config_class: type) -> None:
+    """The policy keys that are set, against the type's config class (its defaults live there, not in the YAML):
+    `policy.hidden=big` fails here, before any data is read."""
+    import dataclasses
+
+    from embodied.errors import check_fields
+
+    fields = {f.name for f in dataclasses.fields(config_class)} - {"estimator"}  # a path here, its config there
+    check_fields(config_class, {k: v for k, v in pcfg.items() if v is not None and k in fields}, "policy.")
+
+
 def run(cfg: DictConfig, default_dir: Path) -> dict:
     from embodied.envs.runner import run_episodes
     from embodied.policies import load_policy, make_policy
@@ -97,6 +108,7 @@ def run(cfg: DictConfig, default_dir: Path) -> dict:
 
     if cfg.policy.get("type") not in policy_classes():  # before the demos are read
         raise EmbodiedError(f"policy.type={cfg.policy.get('type')!r}: expected one of {sorted(policy_classes())}")
+    _check_types(OmegaConf.to_container(cfg.policy, resolve=True), policy_classes()[cfg.policy.type].config_class)
     if cfg.policy.get("type") == "pose" and not cfg.policy.get("estimator"):
         raise EmbodiedError("policy.type=pose needs policy.estimator: a train-pose checkpoint (its best/ or last/)")
     out = Path(cfg.out) if cfg.out else default_dir

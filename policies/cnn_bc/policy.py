@@ -2,19 +2,10 @@
 spatial-softmax keypoint layer, concatenated with proprioception, into an MLP. No language, no planner."""
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from embodied.policies.base import Policy, PolicyConfig, SpatialSoftmax, action_head, pixel_conv, resize
-
-
-@dataclasses.dataclass
-class CNNPolicyConfig(PolicyConfig):
-    type: str = "cnn"
-    image_size: int = 84
-    channels: int = 32
-    keypoints: int = 32
+from embodied.policies.base import Policy, SpatialSoftmax, action_head, pixel_conv, resize
+from embodied.policies.cnn_bc.configuration_cnn_bc import CNNPolicyConfig
 
 
 class CNNPolicy(Policy):

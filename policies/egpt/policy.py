@@ -16,7 +16,6 @@ mean E-former word embedding.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -26,32 +25,13 @@ from torch import nn
 from embodied.errors import EmbodiedError
 from embodied.policies.base import (
     Policy,
-    PolicyConfig,
     SpatialSoftmax,
     action_head,
     pixel_conv,
     random_shift,
     resize,
 )
-
-
-@dataclasses.dataclass
-class EGPTPolicyConfig(PolicyConfig):
-    type: str = "egpt"
-    planner: str = ""  # planner checkpoint directory (relative paths: to the policy's directory)
-    perception_sha: str = ""  # fingerprint of the planner's ViT and E-former weights this policy was trained on
-    use_subgoal: bool = True
-    freeze_perception: bool = True
-    query_dim: int = 32  # each query feature is projected to this before flattening
-    keypoints: int = 32  # spatial-softmax keypoints over the frozen ViT's patch tokens (0: none)
-    # Auxiliary target: the demos' privileged object state (obs/object, standardised), predicted from the
-    # features and fed to the action head. Trains where the named objects are; rollouts need only pixels.
-    object_dim: int = 0  # 0: off (train-policy sets it from the demos when policy.aux_object=true)
-    object_weight: float = 1.0
-    pixel_keypoints: int = 0  # keypoints of a CNN trained end to end on the frame (0: no pixel branch)
-    pixel_size: int = 84
-    pixel_channels: int = 32
-    pixel_film: bool = False  # FiLM the pixel branch on the sub-goal (needs pixel_keypoints and use_subgoal)
+from embodied.policies.egpt.configuration_egpt import EGPTPolicyConfig
 
 
 class EGPTPolicy(Policy):

@@ -13,7 +13,6 @@ model.safetensors (save_pretrained / from_pretrained, embodied/pretrained.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -22,32 +21,10 @@ from torch import nn
 
 from embodied.errors import EmbodiedError
 from embodied.policies.base import SpatialSoftmax, resize
+from embodied.policies.pose.configuration_pose import PoseEstimatorConfig
 from embodied.pretrained import PretrainedMixin
 
 POSE = 7  # obs/object: one (position, quaternion xyzw) block per object
-
-
-@dataclasses.dataclass
-class PoseEstimatorConfig:
-    """Args:
-        cameras: the views it reads, in order (each a key of obs["rgb"]).
-        blocks: objects estimated (the first `blocks` pose blocks of obs/object).
-        proprio_dim: size of obs["proprio"] (the hand's position is its first three numbers).
-        image_size: frames are resized to this square before the CNN.
-        channels: conv channels; keypoints: spatial-softmax keypoints per view.
-        hidden: MLP width.
-        env: the env its frames came from (task, cameras, size), for checks.
-        train_info: how it was made (frames, steps).
-    """
-    cameras: list[str] = dataclasses.field(default_factory=list)
-    blocks: int = 2
-    proprio_dim: int = 9
-    image_size: int = 84
-    channels: int = 32
-    keypoints: int = 32
-    hidden: int = 512
-    env: dict = dataclasses.field(default_factory=dict)
-    train_info: dict = dataclasses.field(default_factory=dict)
 
 
 def pose_targets(obj: torch.Tensor, proprio: torch.Tensor, blocks: int) -> torch.Tensor:

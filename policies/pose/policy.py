@@ -16,14 +16,9 @@ import numpy as np
 import torch
 
 from embodied.errors import EmbodiedError, check_fields
+from embodied.policies.pose.configuration_pose import PosePolicyConfig
 from embodied.policies.pose.estimator import PoseEstimator, PoseEstimatorConfig
-from embodied.policies.state_bc.policy import StatePolicy, StatePolicyConfig
-
-
-@dataclasses.dataclass
-class PosePolicyConfig(StatePolicyConfig):
-    type: str = "pose"
-    estimator: dict = dataclasses.field(default_factory=dict)  # PoseEstimatorConfig, as saved by train-pose
+from embodied.policies.state_bc.policy import StatePolicy
 
 
 class PosePolicy(StatePolicy):

@@ -7,32 +7,15 @@ skill (`use_subgoal=false`) it ignores the planner's sub-goals, which is safer w
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import nn
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig, action_head
+from embodied.policies.base import Policy, action_head
+from embodied.policies.state_bc.configuration_state_bc import StatePolicyConfig
 
 POSE = 7  # robosuite: obs/object is one (position, quaternion) block per object
-
-
-@dataclasses.dataclass
-class StatePolicyConfig(PolicyConfig):
-    type: str = "state"
-    object_dim: int = 0  # set by train-policy from the demos' obs/object
-    pose_blocks: int = (
-        0  # obs/object as this many (position, quaternion) blocks: their positions from the hand are added
-    )
-    skills: list = dataclasses.field(default_factory=list)  # sub-goal first words seen in the demos (one-hot)
-    use_subgoal: bool = True
-    # an input that hardly varies in the demos (the level hand's quaternion) must not become tens of stds in a rollout
-    std_floor: float = 0.05
-    # training only: Gaussian noise (metres) on each object's position, so that the head tolerates a pose
-    # estimate's few millimetres of error instead of having only seen the simulator's exact poses
-    object_noise: float = 0.0
 
 
 class StatePolicy(Policy):
