@@ -40,7 +40,7 @@ class _Call:
 
 
 class PlanBatcher(Planner):
-    """An EmbodiedGPT planner (anything with `replan_batch` and `are_done_batch`) shared by the agents whose
+    """A `batched` planner (an EmbodiedGPT planner: `replan_batch`, `are_done_batch`) shared by the agents whose
     steps `run` runs: each agent takes it as its planner. Calls outside `run` are answered at once, alone."""
 
     def __init__(self, planner: Planner):

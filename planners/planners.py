@@ -30,8 +30,13 @@ from embodied.planners.success_detector import SuccessDetector, load_detector
 
 
 class Planner:
+    """What the agent asks: a plan, a re-plan with an experience, whether sub-goals are done. A planner whose
+    `batched` is true also answers several agents' calls at once (`replan_batch`, `are_done_batch`), and the
+    loop may then share it between agents (planners/batching.py)."""
+
     name = "planner"
     cameras: list[str] = []  # what it watches, when it knows (an EmbodiedGPT checkpoint records its training cameras)
+    batched = False  # the oracle keeps state per agent: one instance each
 
     def plan(self, video, instruction: str, info: dict | None = None) -> Plan:
         raise NotImplementedError
@@ -53,6 +58,14 @@ class Planner:
     def are_done_later(self, video, subgoals: list[str], info: dict | None = None, frames: dict | None = None):
         """`are_done` on the background thread, beside the next env step: its answer is `.result()`."""
         return in_background(self.are_done, video, subgoals, info, frames)
+
+    def replan_batch(self, videos: list, instructions: list[str], experiences: list[str]) -> list[Plan]:
+        """Plans for several agents at once (`batched` planners)."""
+        raise NotImplementedError(f"{type(self).__name__} answers one agent at a time")
+
+    def are_done_batch(self, videos: list, subgoals: list[list[str]], frames: list[dict | None]) -> list[list[bool]]:
+        """Done checks for several agents at once (`batched` planners)."""
+        raise NotImplementedError(f"{type(self).__name__} answers one agent at a time")
 
 
 class OraclePlanner(Planner):
@@ -91,6 +104,7 @@ class OraclePlanner(Planner):
 
 
 class EmbodiedGPTPlanner(Planner):
+    batched = True
     """An EmbodiedGPT checkpoint: plans by generation, judges sub-goals by comparing the likelihoods of
     'yes' and 'no' to "Is '<sub-goal>' done?" (one forward pass, no sampling), or, for the kinds of sub-goal
     its success-detection head was fitted on (`embodied train-done`, planners/done_head.py), by the head's

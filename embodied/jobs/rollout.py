@@ -128,7 +128,7 @@ def make_agent_factory(cfg, env_cfg: dict, policy_path: str | None):
     if cfg.planner.type != "none":
         planner = make_planner(cfg.planner.type, cfg.planner.path, compile=bool(cfg.planner.get("compile")))
         _detector_fits(planner, env_cfg)
-        if cfg.planner.get("batch") and hasattr(planner, "replan_batch"):  # the oracle keeps state per agent
+        if cfg.planner.get("batch") and planner.batched:
             planner = PlanBatcher(planner)
             together = planner.run
     agent_cfg = AgentConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
