@@ -117,18 +117,13 @@ def test_policy_input_errors(planner_dir, tmp_path):
                      "pixel_keypoints": -3})
 
 
+def _wrist(planner_dir, **kw) -> dict:
+    """An egpt policy's config on the wrist camera of a 9-proprio, 7-action env, with `kw` changed."""
+    return {"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir), **kw}
+
+
 def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
-    pol = make_policy(
-        {
-            "type": "egpt",
-            "camera": "wrist",
-            "proprio_dim": 9,
-            "action_dim": 7,
-            "planner": str(planner_dir),
-            "pixel_keypoints": 4,
-            "pixel_film": True,
-        }
-    ).eval()
+    pol = make_policy(_wrist(planner_dir, pixel_keypoints=4, pixel_film=True)).eval()
     rgb = torch.randint(0, 255, (1, 48, 48, 3), dtype=torch.uint8).expand(2, -1, -1, -1)  # one frame, twice
     with torch.no_grad():
         torch.nn.init.normal_(pol.pixel_film.weight, std=0.5)
@@ -137,20 +132,9 @@ def test_film_makes_the_pixel_keypoints_depend_on_the_subgoal(planner_dir):
     assert f["text"].shape == (2, pol.eformer.cfg.hidden_size)
     assert (kp[0] - kp[1]).abs().max() > 1e-4  # same pixels, other words: other keypoints
     with pytest.raises(EmbodiedError, match=r"policy.pixel_film=true needs the pixel branch"):
-        make_policy({"type": "egpt", "camera": "wrist", "proprio_dim": 9, "action_dim": 7, "planner": str(planner_dir),
-                     "pixel_film": True})
+        make_policy(_wrist(planner_dir, pixel_film=True))
     with pytest.raises(EmbodiedError, match=r"policy.pixel_film=true needs the pixel branch"):
-        make_policy(
-            {
-                "type": "global",
-                "camera": "wrist",
-                "proprio_dim": 9,
-                "action_dim": 7,
-                "planner": str(planner_dir),
-                "pixel_keypoints": 4,
-                "pixel_film": True,
-            }
-        )
+        make_policy(_wrist(planner_dir, type="global", pixel_keypoints=4, pixel_film=True))
 
 
 def test_random_shift_keeps_shape_and_moves_content():
