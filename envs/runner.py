@@ -191,6 +191,8 @@ def run_episodes(
         traj[i] = _new_traj(slot(obs, i), infos[i], record, wants_video(i), frames_of, policies[i])
     try:
         while any(c is not None for c in cur):
+            if interrupted():  # Ctrl-C that some library swallowed on its way up: stop here all the same
+                raise KeyboardInterrupt
             active = [i for i in range(n) if cur[i] is not None]
             steps = [partial(_act, policies[i], slot(obs, i), infos[i], traj[i]) for i in active]
             actions = np.zeros((n, *envs.single_action_space.shape), np.float32)
