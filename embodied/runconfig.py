@@ -13,6 +13,7 @@ from embodied.io import atomic_path
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
+
 def config_dir() -> Path:
     """configs/ in a source checkout or editable install, embodied/configs in a wheel install."""
     from importlib.resources import files

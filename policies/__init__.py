@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from embodied.errors import EmbodiedError
-from embodied.policies.base import Policy, PolicyConfig, config_from_dict
+from embodied.policies.base import Policy, PolicyConfig
 from embodied.policies.experts import make_expert
 from embodied.policies.scripted import ScriptedExpert
-from embodied.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config
+from embodied.pretrained import CONFIG_NAME, WEIGHTS_NAME, read_config, typed_config
 
 
 def policy_classes() -> dict:
@@ -37,7 +37,7 @@ def make_policy(cfg: dict, root: Path | None = None, where: str = "policy") -> P
     d = {k: v for k, v in cfg.items() if v is not None}  # unset options: the type's defaults
     if kind == "global":
         d["use_subgoal"] = False
-    return cls(config_from_dict(cls.config_class, d, prefix), root=root)
+    return cls(typed_config(cls.config_class, d, prefix), root=root)
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied.envs.actor import Actor
-from embodied.errors import EmbodiedError, check_fields
+from embodied.errors import EmbodiedError
 from embodied.layers import SpatialSoftmax, pixel_conv, random_shift, resize  # noqa: F401  (the policies' names for them)
 from embodied.policies.configuration_policy import PolicyConfig  # noqa: F401  (importable from here too)
 from embodied.pretrained import PretrainedMixin
@@ -189,7 +189,3 @@ def ensemble_weight(value: Any) -> float | None:
     except (TypeError, ValueError):
         raise EmbodiedError(f"policy.ensemble={value!r}: expected a number (ACT's weight m) or null") from None
 
-
-def config_from_dict(cls, d: dict[str, Any], where: str):
-    check_fields(cls, d, where)
-    return cls(**d)

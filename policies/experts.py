@@ -17,8 +17,6 @@ from embodied.policies.skills import TASKS, SkillExpert
 
 _ROBOSUITE = {"Lift": LiftExpert, "Stack": StackExpert, "PickPlaceCan": PickPlaceCanExpert,
               "Door": DoorExpert, "NutAssemblySquare": NutAssemblySquareExpert}
-
-
 _REACTIVE = {"Stack": ReactiveStackExpert}
 EXPERT_KINDS = ("waypoint", "reactive", "skill")
 

@@ -349,7 +349,6 @@ def choose_restart(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: (r["select_success"], r["best_eval_success"], -r["restart"]))
 
 
-@torch.no_grad()
 def _plot(history: list[dict], path: Path) -> None:
     import matplotlib
 
